@@ -1,0 +1,160 @@
+"""TFDS builder for the 11 CLUE tasks from a local folder, stored as ArrayRecord (no TensorFlow).
+
+One builder, `gau_clue`, with one BuilderConfig per task (afqmc, tnews, iflytek, cmnli, ocnli,
+cluewsc2020, csl, cmrc2018, c3, chid, cluener). It reads `manual_dir`, which may be the CLUE root
+(`<root>/<task>/train.json ...`) or the task folder itself; nothing is downloaded. Rows are parsed
+by clue_parsers.py. Prepared splits are read back with `builder.as_data_source()` (grain-ready
+random access, no TF). `prepare(...)` re-prepares when the source files change (size/mtime
+fingerprint stored in the dataset metadata).
+
+    builder = prepare("tnews", "/path/to/clue", data_dir="/tmp/tfds")
+    sources = load_sources("tnews", "/path/to/clue", data_dir="/tmp/tfds")  # {split: source}
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from gau_jax.data.clue_parsers import layout_hint, parse_split, split_files
+from gau_jax.data.readers import DataError
+from gau_jax.data.tasks import CLUE_TASKS, CLUENER_TYPES, TaskSpec
+
+_F = tfds.features
+_TEXT = _F.Text()
+
+
+def _features(spec: TaskSpec) -> _F.FeaturesDict:
+    label = _F.ClassLabel(names=list(spec.label_names)) if spec.label_names else None
+    idx = _F.Scalar(dtype=np.int64)
+    if spec.name == "tnews":
+        d = {"idx": idx, "sentence": _TEXT, "keywords": _TEXT, "label": label}
+    elif spec.name == "csl":
+        d = {"idx": idx, "abst": _TEXT, "keyword": _F.Sequence(_TEXT), "label": label}
+    elif spec.name == "cluewsc2020":
+        d = {"idx": idx, "text": _TEXT, "span1_index": _F.Scalar(dtype=np.int32),
+             "span1_text": _TEXT, "span2_index": _F.Scalar(dtype=np.int32), "span2_text": _TEXT,
+             "label": label}
+    elif spec.kind == "classification":
+        d = {"idx": idx, **{f: _TEXT for f in spec.text_fields}, "label": label}
+    elif spec.name == "chid":
+        d = {"idx": idx, "content": _TEXT, "candidates": _F.Sequence(_TEXT), "label": label}
+    elif spec.name == "c3":
+        d = {"id": _TEXT, "context": _F.Sequence(_TEXT), "question": _TEXT,
+             "choice": _F.Sequence(_TEXT), "answer": _TEXT, "label": _F.Scalar(dtype=np.int32)}
+    elif spec.name == "cmrc2018":
+        d = {"id": _TEXT, "context": _TEXT, "question": _TEXT,
+             "answers": _F.Sequence({"text": _TEXT, "answer_start": _F.Scalar(dtype=np.int32)})}
+    elif spec.name == "cluener":
+        d = {"idx": idx, "text": _TEXT, "entities": _F.Sequence({
+            "type": _F.ClassLabel(names=list(CLUENER_TYPES)), "start": _F.Scalar(dtype=np.int32),
+            "end": _F.Scalar(dtype=np.int32), "text": _TEXT})}
+    else:  # pragma: no cover - the registry and this table are kept in step
+        raise KeyError(spec.name)
+    return _F.FeaturesDict(d)
+
+
+def find_task_dir(task: str, clue_dir: str | os.PathLike) -> pathlib.Path:
+    """`clue_dir/<task>` or `clue_dir` itself when it already is the task folder."""
+    spec = CLUE_TASKS[task]
+    root = pathlib.Path(clue_dir)
+    first = spec.files["train"][0]
+    for cand in (root / task, root):
+        if (cand / first).is_file():
+            return cand
+    raise DataError(root, f"no CLUE {task!r} data: looked for {root / task / first} and "
+                          f"{root / first}; expected layout {layout_hint(spec)}")
+
+
+def source_fingerprint(task: str, clue_dir: str | os.PathLike) -> str:
+    task_dir = find_task_dir(task, clue_dir)
+    h = hashlib.sha256()
+    for split, paths in sorted(split_files(CLUE_TASKS[task], task_dir).items()):
+        for p in paths:
+            st = p.stat()
+            h.update(f"{split}:{p.resolve()}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+class GauClue(tfds.core.GeneratorBasedBuilder):
+    """CLUE tasks from a local folder in CLUE's layout (see module docstring)."""
+
+    name = "gau_clue"
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=t, description=f"CLUE {t}")
+                       for t in CLUE_TASKS]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Point manual_dir at a CLUE root folder holding <task>/train.json, <task>/dev.json "
+        "(C3: d-train.json, m-train.json, d-dev.json, m-dev.json) as CLUE distributes them, or "
+        "at one task folder."
+    )
+
+    @property
+    def spec(self) -> TaskSpec:
+        return CLUE_TASKS[self.builder_config.name]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=_features(self.spec), metadata=tfds.core.MetadataDict(),
+            homepage="https://github.com/CLUEbenchmark/CLUE",
+        )
+
+    def _split_generators(self, dl_manager: Any) -> dict[str, Any]:
+        manual = pathlib.Path(self._manual_root or dl_manager.manual_dir)
+        task_dir = find_task_dir(self.spec.name, manual)
+        self.info.metadata["source_fingerprint"] = source_fingerprint(self.spec.name, manual)
+        self.info.metadata["dropped"] = {}
+        return {split: self._generate_examples(paths, split)
+                for split, paths in split_files(self.spec, task_dir).items()}
+
+    _manual_root: str | None = None
+
+    def _generate_examples(self, paths: list[pathlib.Path], split: str):
+        stats: collections.Counter = collections.Counter()
+        yield from parse_split(self.spec, paths, split, stats)
+        self.info.metadata["dropped"][split] = int(stats["dropped"])
+
+
+def _builder(task: str, data_dir: str | os.PathLike) -> GauClue:
+    if task not in CLUE_TASKS:
+        raise KeyError(f"unknown CLUE task {task!r}; known: {', '.join(CLUE_TASKS)}")
+    return GauClue(config=task, data_dir=str(data_dir), file_format="array_record")
+
+
+def prepare(task: str, clue_dir: str | os.PathLike, data_dir: str | os.PathLike,
+            force: bool = False) -> GauClue:
+    """Prepare (or reuse) the ArrayRecord files of `task` from `clue_dir` under `data_dir`."""
+    find_task_dir(task, clue_dir)  # clear error before TFDS gets involved
+    fp = source_fingerprint(task, clue_dir)
+    builder = _builder(task, data_dir)
+    stale = builder.is_prepared() and builder.info.metadata.get("source_fingerprint") != fp
+    if builder.is_prepared() and (force or stale):
+        shutil.rmtree(builder.data_dir)  # our own prepared copy: rebuild it from the source
+        builder = _builder(task, data_dir)
+    if not builder.is_prepared():
+        builder._manual_root = str(clue_dir)
+        builder.download_and_prepare(
+            file_format="array_record",
+            download_config=tfds.download.DownloadConfig(manual_dir=str(clue_dir)),
+        )
+        builder = _builder(task, data_dir)
+    return builder
+
+
+def load_sources(task: str, clue_dir: str | os.PathLike,
+                 data_dir: str | os.PathLike) -> dict[str, Any]:
+    """{split: random-access source} of a prepared (prepared now if needed) CLUE task."""
+    builder = prepare(task, clue_dir, data_dir)
+    return {split: builder.as_data_source(split=split) for split in builder.info.splits}
+
+
+def dropped_counts(builder: GauClue) -> dict[str, int]:
+    """Rows dropped per split while preparing (OCNLI/CMNLI `-` labels)."""
+    return dict(builder.info.metadata.get("dropped", {}))

@@ -1,0 +1,20 @@
+"""Houlsby bottleneck adapter: y = x + W_up·gelu(W_down·x), W_up initialised to zero (identity)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class Adapter(nn.Module):
+    """Residual bottleneck of width `size`; the identity map at initialisation."""
+
+    size: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        h = nn.gelu(nn.Dense(self.size, dtype=self.dtype, param_dtype=jnp.float32,
+                             kernel_init=nn.initializers.normal(1e-3), name="down")(x))
+        return x + nn.Dense(x.shape[-1], dtype=self.dtype, param_dtype=jnp.float32,
+                            kernel_init=nn.initializers.zeros, name="up")(h)

@@ -1,0 +1,86 @@
+"""Attention normalisations and RoFormer-style multi-head attention with RoPE.
+
+Logits a_ij = q_i·k_j/√k; keys with mask 0 are removed first. With n_i = number of visible keys of
+row i (the sample's real length, clamped to ≥ 1), or a fixed n when `fixed_n` > 0:
+
+    softmax       A_ij = softmax_j(a_ij)
+    softmax_plus  A_ij = softmax_j(a_ij · log(n_i)/log(512))     (= softmax at n_i = 512)
+    relu2         A_ij = relu(a_ij)² / n_i                         (FLASH)
+
+Multi-head attention: Q, K, V = xW_q, xW_k, xW_v (bias optional), h heads of size k, RoPE on Q and
+K per head, A = normalise(QKᵀ/√k), dropout on A, output (A·V)W_o. Scores and normalisation run in
+float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gau_jax.layers.rope import apply_rope
+
+NORMALIZATIONS = ("softmax", "softmax_plus", "relu2")
+
+
+def normalize_attention(scores: jnp.ndarray, mask: jnp.ndarray, kind: str,
+                        fixed_n: int = 0) -> jnp.ndarray:
+    """Normalise attention logits along the last axis.
+
+    scores: float logits a_ij (already divided by √k), shape [..., n_q, n_k].
+    mask: broadcastable to scores; nonzero = visible key.
+    """
+    if kind not in NORMALIZATIONS:
+        raise ValueError(f"attention normalisation {kind!r} is not one of {NORMALIZATIONS}")
+    scores = scores.astype(jnp.float32)
+    visible = jnp.broadcast_to(mask, scores.shape).astype(bool)
+    if fixed_n > 0:
+        n = jnp.float32(fixed_n)
+    else:
+        n = jnp.maximum(jnp.sum(visible, axis=-1, keepdims=True).astype(jnp.float32), 1.0)
+    if kind == "relu2":
+        return jnp.where(visible, jnp.square(jax.nn.relu(scores)) / n, 0.0)
+    if kind == "softmax_plus":
+        scores = scores * (jnp.log(n) / math.log(512.0))
+    scores = jnp.where(visible, scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    return jnp.where(visible, probs, 0.0)  # a row without any visible key attends to nothing
+
+
+class MultiHeadAttention(nn.Module):
+    """RoFormer / RoFormerV2 self-attention with RoPE. Parameters: query, key, value, output."""
+
+    num_heads: int
+    head_size: int
+    normalization: str = "softmax"
+    fixed_n: int = 0
+    use_bias: bool = False
+    dropout_rate: float = 0.0
+    rope_base: float = 10000.0
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, positions: jnp.ndarray | None = None,
+                 deterministic: bool = True) -> jnp.ndarray:
+        """x: [b, n, d]; mask: [b, n] (1 = real token). Returns [b, n, d]."""
+        b, n, d = x.shape
+        h, k = self.num_heads, self.head_size
+
+        def dense(features: int, name: str) -> nn.Dense:
+            return nn.Dense(features, use_bias=self.use_bias, dtype=self.dtype,
+                            param_dtype=jnp.float32, kernel_init=self.kernel_init, name=name)
+
+        q = dense(h * k, "query")(x).reshape(b, n, h, k)
+        kk = dense(h * k, "key")(x).reshape(b, n, h, k)
+        v = dense(h * k, "value")(x).reshape(b, n, h, k)
+        q, kk = apply_rope(q, positions, self.rope_base), apply_rope(kk, positions, self.rope_base)
+        scores = jnp.einsum("bqhk,bmhk->bhqm", q, kk, preferred_element_type=jnp.float32)
+        probs = normalize_attention(scores / math.sqrt(k), mask[:, None, None, :],
+                                    self.normalization, self.fixed_n)
+        probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
+        out = jnp.einsum("bhqm,bmhk->bqhk", probs.astype(self.dtype), v).reshape(b, n, h * k)
+        return dense(d, "output")(out)

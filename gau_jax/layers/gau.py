@@ -1,0 +1,94 @@
+"""Gated Attention Unit (FLASH, Hua et al. 2022), as used by GAU-α.
+
+    U, V, Z = split(swish(x W_uvz + b), [e, e, s])
+    Q = γ_q⊙Z (+β_q),  K = γ_k⊙Z (+β_k),  RoPE on Q and K (all s dims)
+    A = normalise(QKᵀ/√s)  (softmax_plus by default; see attention.py),  dropout on A
+    O = (U ⊙ A V) W_o
+
+With `chunk_size` c > 0 it is FLASH's mixed chunk attention, linear in n: the sequence is cut into
+chunks of c tokens (padded at the end), and with two more ScaleOffsets of the shared Z,
+
+    O_quad = normalise(Q Kᵀ/√s restricted to the query's own chunk) V
+    O_lin  = Q_lin (K_linᵀ V) / n          (over all real tokens; n = the sample's real length)
+    O = (U ⊙ (O_quad + O_lin)) W_o
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gau_jax.layers.attention import normalize_attention
+from gau_jax.layers.norms import ScaleOffset
+from gau_jax.layers.rope import apply_rope
+
+
+class GatedAttentionUnit(nn.Module):
+    """Single-head GAU. Parameters: uvz, q_scale, k_scale, output (+ lin_q_scale, lin_k_scale)."""
+
+    expansion: int  # e
+    key_size: int = 128  # s
+    normalization: str = "softmax_plus"
+    fixed_n: int = 0
+    chunk_size: int = 0
+    use_bias: bool = False
+    dropout_rate: float = 0.0
+    rope_base: float = 10000.0
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    def _dense(self, features: int, name: str) -> nn.Dense:
+        return nn.Dense(features, use_bias=self.use_bias, dtype=self.dtype,
+                        param_dtype=jnp.float32, kernel_init=self.kernel_init, name=name)
+
+    def _qk(self, z: jnp.ndarray, name: str, positions: jnp.ndarray | None) -> jnp.ndarray:
+        y = ScaleOffset(self.use_bias, self.dtype, name=name)(z)
+        return apply_rope(y, positions, self.rope_base)
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, positions: jnp.ndarray | None = None,
+                 deterministic: bool = True) -> jnp.ndarray:
+        """x: [b, n, d]; mask: [b, n] (1 = real token). Returns [b, n, d]."""
+        e, s = self.expansion, self.key_size
+        uvz = nn.swish(self._dense(2 * e + s, "uvz")(x))
+        u, v, z = jnp.split(uvz, [e, 2 * e], axis=-1)
+        q, k = self._qk(z, "q_scale", positions), self._qk(z, "k_scale", positions)
+        dropout = nn.Dropout(self.dropout_rate)
+        if self.chunk_size <= 0:
+            scores = jnp.einsum("bns,bms->bnm", q, k, preferred_element_type=jnp.float32)
+            probs = normalize_attention(scores / math.sqrt(s), mask[:, None, :],
+                                        self.normalization, self.fixed_n)
+            probs = dropout(probs, deterministic=deterministic)
+            o = jnp.einsum("bnm,bme->bne", probs.astype(self.dtype), v)
+        else:
+            lin_q = self._qk(z, "lin_q_scale", positions)
+            lin_k = self._qk(z, "lin_k_scale", positions)
+            o = self._mixed_chunk(q, k, lin_q, lin_k, v, mask, dropout, deterministic)
+        return self._dense(x.shape[-1], "output")(u * o)
+
+    def _mixed_chunk(self, q, k, lin_q, lin_k, v, mask, dropout, deterministic):
+        b, n, _ = q.shape
+        c = self.chunk_size
+        pad = (-n) % c
+        maskf = mask.astype(self.dtype)
+
+        def chunks(t: jnp.ndarray) -> jnp.ndarray:  # [b, n, f] -> [b, g, c, f]
+            t = jnp.pad(t, ((0, 0), (0, pad), (0, 0)))
+            return t.reshape(b, -1, c, t.shape[-1])
+
+        qc, kc, vc = chunks(q), chunks(k), chunks(v)
+        mc = chunks(mask[..., None])[..., 0]                              # [b, g, c]
+        scores = jnp.einsum("bgns,bgms->bgnm", qc, kc, preferred_element_type=jnp.float32)
+        probs = normalize_attention(scores / math.sqrt(self.key_size), mc[:, :, None, :],
+                                    self.normalization, self.fixed_n)
+        probs = dropout(probs, deterministic=deterministic)
+        quad = jnp.einsum("bgnm,bgme->bgne", probs.astype(self.dtype), vc)
+        quad = quad.reshape(b, -1, v.shape[-1])[:, :n]
+        n_real = jnp.maximum(jnp.sum(maskf, axis=1), 1.0)[:, None, None]
+        kv = jnp.einsum("bns,bne->bse", lin_k * maskf[..., None], v,
+                        preferred_element_type=jnp.float32)
+        lin = jnp.einsum("bns,bse->bne", lin_q, (kv / n_real).astype(self.dtype))
+        return quad + lin

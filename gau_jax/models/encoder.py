@@ -1,0 +1,231 @@
+"""The encoder of RoFormerV2 and GAU-α: embeddings, post-norm blocks, tied MLM head.
+
+    h_0 = Norm(Drop(E_tok[ids] + E_seg[segments]))                     (no absolute positions)
+    roformer_v2 block:  x ← Norm(x + α·Drop(MHA(x)));  x ← Norm(x + α·Drop(FFN_relu(x)))
+    gau block:          x ← Norm(x + α·Drop(GAU(x)))
+    MLM logits = Drop(h_L) · E_tokᵀ                                      (tied, no bias)
+
+Norm is the parameter-free RMS norm; α is the residual coefficient (1, or ramped 0 → 1 when training
+RoFormerV2 from scratch). Identical layers run under `nn.scan` (one compiled layer) or unrolled;
+`stack_layers` / `unstack_layers` convert parameters between the two layouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gau_jax.layers.adapter import Adapter
+from gau_jax.layers.attention import MultiHeadAttention
+from gau_jax.layers.gau import GatedAttentionUnit
+from gau_jax.layers.initializers import su_init
+from gau_jax.layers.norms import rms_norm
+from gau_jax.models import presets
+
+_REMAT = {"full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Hashable, validated copy of a model ConfigDict (see presets.base_config for the fields)."""
+
+    preset: str
+    block: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    key_size: int
+    attention_norm: str
+    attention_fixed_n: int
+    hidden_dropout: float
+    attention_dropout: float
+    norm_eps: float
+    use_bias: bool
+    type_vocab_size: int
+    chunk_size: int
+    rope_base: float
+    init_order: int
+    adapter_size: int
+    dtype: str
+    scan_layers: bool
+    remat: str
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+
+@flax.struct.dataclass
+class EncoderOutput:
+    last_hidden_state: jnp.ndarray                 # [b, n, d]
+    hidden_states: jnp.ndarray | None = None       # [L+1, b, n, d]: h_0 (embeddings) … h_L
+    logits: jnp.ndarray | None = None              # [b, n, vocab] float32
+
+
+class Block(nn.Module):
+    """One post-norm layer: a RoFormerV2 (MHA + FFN) or a GAU-α (GAU) block."""
+
+    config: EncoderConfig
+    deterministic: bool = True
+    collect: bool = False  # return the output too (for hidden_states under scan)
+
+    def _sublayer(self, x, branch, residual_scale):
+        c = self.config
+        y = nn.Dropout(c.hidden_dropout)(branch, deterministic=self.deterministic)
+        if c.adapter_size:
+            y = Adapter(c.adapter_size, c.compute_dtype)(y)
+        return rms_norm(x + residual_scale.astype(y.dtype) * y, c.norm_eps)
+
+    @nn.compact
+    def __call__(self, x, mask, positions, residual_scale):
+        c = self.config
+        init = su_init(c.num_layers, c.init_order)
+        common = dict(normalization=c.attention_norm, fixed_n=c.attention_fixed_n,
+                      use_bias=c.use_bias, dropout_rate=c.attention_dropout,
+                      rope_base=c.rope_base, dtype=c.compute_dtype, kernel_init=init)
+        if c.block == "gau":
+            gau = GatedAttentionUnit(c.intermediate_size, c.key_size, chunk_size=c.chunk_size,
+                                     name="gau", **common)
+            x = self._sublayer(x, gau(x, mask, positions, self.deterministic), residual_scale)
+        else:
+            mha = MultiHeadAttention(c.num_heads, c.key_size, name="attention", **common)
+            x = self._sublayer(x, mha(x, mask, positions, self.deterministic), residual_scale)
+            x = self._sublayer(x, FeedForward(c, init, name="ffn")(x), residual_scale)
+        return x, (x if self.collect else None)
+
+
+class FeedForward(nn.Module):
+    """ReLU FFN: relu(x W_1 + b_1) W_2 + b_2 (biases only with use_bias)."""
+
+    config: EncoderConfig
+    kernel_init: Any
+
+    @nn.compact
+    def __call__(self, x):
+        c = self.config
+        dense = lambda f, name: nn.Dense(f, use_bias=c.use_bias, dtype=c.compute_dtype,
+                                         param_dtype=jnp.float32, kernel_init=self.kernel_init,
+                                         name=name)
+        return dense(x.shape[-1], "output")(nn.relu(dense(c.intermediate_size, "intermediate")(x)))
+
+
+class Embeddings(nn.Module):
+    """Token + segment embeddings → dropout → RMS norm."""
+
+    config: EncoderConfig
+
+    def setup(self):
+        c = self.config
+        init = su_init(c.num_layers, c.init_order, embedding=True)
+        self.token_embedding = nn.Embed(c.vocab_size, c.hidden_size, dtype=c.compute_dtype,
+                                        param_dtype=jnp.float32, embedding_init=init)
+        self.segment_embedding = nn.Embed(c.type_vocab_size, c.hidden_size,
+                                          dtype=c.compute_dtype, param_dtype=jnp.float32,
+                                          embedding_init=init)
+        self.dropout = nn.Dropout(c.hidden_dropout)
+
+    def __call__(self, input_ids, segment_ids, deterministic: bool):
+        x = self.token_embedding(input_ids) + self.segment_embedding(segment_ids)
+        return rms_norm(self.dropout(x, deterministic=deterministic), self.config.norm_eps)
+
+    def attend(self, h):
+        """Tied output projection h·E_tokᵀ in float32."""
+        table = self.token_embedding.embedding
+        return jnp.einsum("bnd,vd->bnv", h, table.astype(h.dtype),
+                          preferred_element_type=jnp.float32)
+
+
+class Encoder(nn.Module):
+    """RoFormerV2 / GAU-α encoder with the tied MLM head."""
+
+    config: EncoderConfig
+
+    @nn.compact
+    def __call__(self, input_ids: jnp.ndarray, attention_mask: jnp.ndarray | None = None,
+                 segment_ids: jnp.ndarray | None = None, *, deterministic: bool = True,
+                 output_hidden_states: bool = False, return_logits: bool = True,
+                 residual_scale: float | jnp.ndarray = 1.0,
+                 positions: jnp.ndarray | None = None) -> EncoderOutput:
+        c = self.config
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if segment_ids is None:
+            segment_ids = jnp.zeros_like(input_ids)
+        embeddings = Embeddings(c, name="embeddings")
+        x = embeddings(input_ids, segment_ids, deterministic)
+        scale = jnp.asarray(residual_scale, jnp.float32)
+        block = Block
+        if c.remat != "none":
+            block = nn.remat(Block, policy=_REMAT[c.remat], prevent_cse=not c.scan_layers)
+        if c.scan_layers:
+            stack = nn.scan(block, variable_axes={"params": 0},
+                            split_rngs={"params": True, "dropout": True},
+                            in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
+                            length=c.num_layers)
+            h0 = x
+            x, ys = stack(c, deterministic, output_hidden_states, name="layers")(
+                x, attention_mask, positions, scale)
+            hidden = jnp.concatenate([h0[None], ys]) if output_hidden_states else None
+        else:
+            states = [x]
+            for i in range(c.num_layers):
+                x, _ = block(c, deterministic, name=f"layers_{i}")(
+                    x, attention_mask, positions, scale)
+                states.append(x)
+            hidden = jnp.stack(states) if output_hidden_states else None
+        logits = None
+        if return_logits:
+            h = nn.Dropout(c.hidden_dropout)(x, deterministic=deterministic)
+            logits = embeddings.attend(h)
+        return EncoderOutput(last_hidden_state=x, hidden_states=hidden, logits=logits)
+
+
+def encoder_config(cfg: ml_collections.ConfigDict | dict) -> EncoderConfig:
+    """Validate a model ConfigDict (or dict) and freeze it into an EncoderConfig."""
+    cfg = ml_collections.ConfigDict(dict(cfg))
+    presets.validate(cfg)
+    fields = {f.name for f in dataclasses.fields(EncoderConfig)}
+    unknown = set(cfg.keys()) - fields
+    if unknown:
+        raise presets.ConfigError(f"unknown model config field(s): {sorted(unknown)}")
+    missing = fields - set(cfg.keys())
+    if missing:
+        raise presets.ConfigError(f"model config lacks field(s): {sorted(missing)}")
+    return EncoderConfig(**{k: cfg[k] for k in fields})
+
+
+def build_encoder(cfg: ml_collections.ConfigDict | dict | EncoderConfig) -> Encoder:
+    """The Flax encoder for a model config (validated first; ConfigError names the bad field)."""
+    if not isinstance(cfg, EncoderConfig):
+        cfg = encoder_config(cfg)
+    return Encoder(cfg)
+
+
+_LAYER_KEY = re.compile(r"layers_(\d+)$")
+
+
+def stack_layers(params: dict) -> dict:
+    """Unrolled params (layers_0 … layers_{L−1}) → scanned params (layers, leading axis L)."""
+    keys = sorted((k for k in params if _LAYER_KEY.match(k)),
+                  key=lambda k: int(_LAYER_KEY.match(k).group(1)))
+    out = {k: v for k, v in params.items() if k not in keys}
+    out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[params[k] for k in keys])
+    return out
+
+
+def unstack_layers(params: dict) -> dict:
+    """Scanned params (layers, leading axis L) → unrolled params (layers_0 … layers_{L−1})."""
+    out = {k: v for k, v in params.items() if k != "layers"}
+    n = jax.tree.leaves(params["layers"])[0].shape[0]
+    for i in range(n):
+        out[f"layers_{i}"] = jax.tree.map(lambda x, i=i: x[i], params["layers"])
+    return out

@@ -1,0 +1,103 @@
+"""Model presets (DESIGN §2 sizes) as ml_collections configs, and their validation.
+
+Every field is documented in `base_config()`. `get_model_config(name)` returns a fresh, mutable copy;
+`validate(cfg)` raises ConfigError naming the offending field before anything is built.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from gau_jax.layers.attention import NORMALIZATIONS
+
+BLOCKS = ("roformer_v2", "gau")
+DTYPES = ("float32", "bfloat16")
+REMAT_POLICIES = ("none", "full", "dots")
+
+
+class ConfigError(ValueError):
+    """A model config field holds a value the model cannot be built from."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Fields shared by every preset (values here are RoFormerV2-base-like defaults)."""
+    c = ml_collections.ConfigDict()
+    c.preset = ""                   # name this config came from (informational)
+    c.block = "roformer_v2"         # "roformer_v2" (MHA + ReLU FFN) or "gau" (GAU-α layers)
+    c.vocab_size = 12000            # token vocabulary (RoFormerV2 / GAU-α release: 12000)
+    c.hidden_size = 768             # d
+    c.num_layers = 12               # blocks; for "gau" the number of GAU layers
+    c.num_heads = 12                # MHA heads (GAU is single-head: 1)
+    c.intermediate_size = 3072      # FFN width (roformer_v2) or GAU expansion e
+    c.key_size = 64                 # MHA head size (= hidden/heads) or GAU s
+    c.attention_norm = "softmax"    # "softmax" | "softmax_plus" | "relu2"
+    c.attention_fixed_n = 0         # 0: n = row's visible keys; > 0: a fixed n for the scale
+    c.hidden_dropout = 0.1          # dropout on embeddings and residual branches
+    c.attention_dropout = 0.1       # dropout on attention probabilities
+    c.norm_eps = 1e-12              # ε of the parameter-free RMS norm
+    c.use_bias = False              # biases in Dense / ScaleOffset (False in both releases)
+    c.type_vocab_size = 2           # segment ids
+    c.chunk_size = 0                # GAU only: > 0 selects FLASH's mixed chunk attention
+    c.rope_base = 10000.0           # RoPE θ base
+    c.init_order = 2                # Su's init: std = L^(-1/order)/sqrt(fan); 2 V2, 3 GAU-α
+    c.adapter_size = 0              # > 0: Houlsby adapters of this width after each sublayer
+    c.dtype = "float32"             # compute dtype; parameters, norms and softmax stay float32
+    c.scan_layers = True            # nn.scan over identical layers (compile once)
+    c.remat = "none"                # "none" | "full" | "dots" (save matmul outputs only)
+    return c
+
+
+_SIZES = {
+    # name: (block, layers, hidden, heads, intermediate, key_size, norm, order)
+    "roformer_v2_tiny": ("roformer_v2", 2, 64, 2, 128, 32, "softmax", 2),
+    "roformer_v2_small": ("roformer_v2", 6, 384, 6, 1536, 64, "softmax", 2),
+    "roformer_v2_base": ("roformer_v2", 12, 768, 12, 3072, 64, "softmax", 2),
+    "roformer_v2_large": ("roformer_v2", 24, 1024, 16, 4096, 64, "softmax", 2),
+    "gau_alpha_tiny": ("gau", 4, 64, 1, 128, 32, "softmax_plus", 3),
+    "gau_alpha_base": ("gau", 24, 768, 1, 1536, 128, "softmax_plus", 3),
+}
+PRESETS = tuple(_SIZES)
+
+
+def get_model_config(name: str) -> ml_collections.ConfigDict:
+    """A fresh config for preset `name` (one of PRESETS)."""
+    if name not in _SIZES:
+        raise ConfigError(f"model preset {name!r} unknown; choose one of {', '.join(PRESETS)}")
+    block, layers, hidden, heads, inter, key, norm, order = _SIZES[name]
+    c = base_config()
+    c.update(preset=name, block=block, num_layers=layers, hidden_size=hidden, num_heads=heads,
+             intermediate_size=inter, key_size=key, attention_norm=norm, init_order=order)
+    if name.endswith("_tiny"):
+        c.vocab_size = 1000
+    return c
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the first field that cannot build a model."""
+    for field in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                  "key_size", "type_vocab_size", "init_order"):
+        if int(cfg[field]) <= 0:
+            raise ConfigError(f"model.{field} must be positive, got {cfg[field]}")
+    for field in ("chunk_size", "attention_fixed_n", "adapter_size"):
+        if int(cfg[field]) < 0:
+            raise ConfigError(f"model.{field} must be >= 0, got {cfg[field]}")
+    for field in ("hidden_dropout", "attention_dropout"):
+        if not 0.0 <= float(cfg[field]) < 1.0:
+            raise ConfigError(f"model.{field} must be in [0, 1), got {cfg[field]}")
+    choices = {"block": BLOCKS, "attention_norm": NORMALIZATIONS, "dtype": DTYPES,
+               "remat": REMAT_POLICIES}
+    for field, allowed in choices.items():
+        if cfg[field] not in allowed:
+            raise ConfigError(f"model.{field}={cfg[field]!r} unknown; choose one of {allowed}")
+    if cfg.block == "roformer_v2" and cfg.hidden_size % cfg.num_heads:
+        raise ConfigError(f"model.hidden_size={cfg.hidden_size} is not divisible by "
+                          f"model.num_heads={cfg.num_heads}")
+    if cfg.block == "roformer_v2" and cfg.key_size * cfg.num_heads != cfg.hidden_size:
+        raise ConfigError(f"model.key_size={cfg.key_size} must equal hidden_size/num_heads="
+                          f"{cfg.hidden_size // cfg.num_heads} for roformer_v2")
+    if cfg.key_size % 2:
+        raise ConfigError(f"model.key_size={cfg.key_size} is odd: RoPE rotates pairs of dims")
+    if cfg.chunk_size and cfg.block != "gau":
+        raise ConfigError("model.chunk_size > 0 (mixed chunk attention) needs model.block='gau'")
+    if not cfg.norm_eps > 0:
+        raise ConfigError(f"model.norm_eps must be > 0, got {cfg.norm_eps}")

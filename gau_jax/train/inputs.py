@@ -1,0 +1,151 @@
+"""What a run trains on: model, loss sums, trainable mask, data iterators, pretrained trunk.
+
+    pretrain: tokenizer (vocab_path, or a char vocab of model.vocab_size built from the corpus)
+              → Encoder + tied MLM head, loss = masked-token cross-entropy (mlm_sums_fn);
+              train = endless whole-word-masked batches of the corpus minus dev_documents;
+              dev = fixed masked batches of the first dev_documents documents.
+    finetune: init_from (config.json + vocab.txt + params) or the preset → method (methods.py)
+              → Classifier-like model, loss = cross-entropy on labels (classification_sums_fn);
+              train = shuffled, repeated epochs; dev = one pass, last batch padded (weight 0).
+
+Every run writes DIR/config.json (the encoder's model config) and DIR/vocab.txt, so a workdir
+is itself a valid `init_from` for fine-tuning. Iterators yield this process's rows
+(batch_size / process_count) as numpy dicts in the formats of CONTRACT.md and expose
+get_state() / set_state() for checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from gau_jax.data import pipeline, sources
+from gau_jax.data import tasks as data_tasks
+from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
+from gau_jax.models import build_encoder
+from gau_jax.train import checkpoint as ckpt_lib
+from gau_jax.train import methods
+from gau_jax.train.step import SumsFn, classification_sums_fn, mlm_sums_fn
+
+FINETUNE_TASKS = ("sentiment", "jsonl", "afqmc", "tnews", "iflytek", "cmnli", "ocnli",
+                  "cluewsc2020", "csl")
+
+
+class BatchIterator(Protocol):
+    def __next__(self) -> dict[str, Any]: ...
+    def get_state(self) -> Any: ...
+    def set_state(self, state: Any) -> None: ...
+
+
+@dataclasses.dataclass
+class Inputs:
+    model: nn.Module
+    sums_fn: SumsFn
+    train: BatchIterator
+    dev_batches: Callable[[], Iterable[dict[str, Any]]]
+    trainable: Callable[[Any], Any] | None = None  # None = every parameter trains
+    pretrained: Any = None  # encoder params to load at encoder_path (fine-tuning)
+    encoder_path: tuple[str, ...] = ("encoder",)
+    model_config: ml_collections.ConfigDict | None = None
+    tokenizer: ChineseTokenizer | None = None
+
+
+def check_task(task: str) -> None:
+    """ValueError naming the supported tasks when `task` is not a classification task here."""
+    if task not in FINETUNE_TASKS:
+        extra = ""
+        if task in data_tasks.CLUE_TASKS:
+            extra = f" ({task} is a {data_tasks.CLUE_TASKS[task].kind} task with its own trainer)"
+        raise ValueError(f"config.task={task!r} unknown{extra}; choose one of {FINETUNE_TASKS}")
+
+
+def local_batch_size(config: ml_collections.ConfigDict) -> int:
+    return config.batch_size // jax.process_count()
+
+
+def write_model_files(workdir: Path, model_config: ml_collections.ConfigDict,
+                      tokenizer: ChineseTokenizer) -> None:
+    """DIR/config.json and DIR/vocab.txt (what init_from and gau_jax.convert read)."""
+    if jax.process_index() == 0:
+        (workdir / "config.json").write_text(model_config.to_json(indent=2) + "\n")
+        tokenizer.save_vocab(workdir / "vocab.txt")
+
+
+def _tokenizer(config, workdir: Path, texts: Callable[[], Iterator[str]],
+               vocab: Path | None = None) -> ChineseTokenizer:
+    """Priority: an explicit vocab (init_from's), config.vocab_path, the workdir's own (resume),
+    else a char vocab of model.vocab_size built from `texts`."""
+    for path in (vocab, config.get("vocab_path") or None, workdir / "vocab.txt"):
+        if path and Path(path).exists():
+            return load_tokenizer(path)
+    logging.info("building a %d-token character vocabulary", config.model.vocab_size)
+    return build_char_vocab(texts(), config.model.vocab_size)
+
+
+def build_inputs(config: ml_collections.ConfigDict, workdir: Path) -> Inputs:
+    """Inputs of a pretraining or fine-tuning config (module docstring)."""
+    if config.kind == "pretrain":
+        return _pretrain_inputs(config, workdir)
+    return _finetune_inputs(config, workdir)
+
+
+def _pretrain_inputs(config, workdir: Path) -> Inputs:
+    docs = sources.load_corpus(config.data_dir or None)
+    n_dev = min(config.dev_documents, len(docs) // 10)
+    tok = _tokenizer(config, workdir, lambda: iter(docs))
+    config.model.vocab_size = tok.vocab_size
+    model = build_encoder(config.model)
+    write_model_files(workdir, config.model, tok)
+    common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
+                  mask_rate=config.mlm_probability, pack=config.pack,
+                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
+    train = iter(pipeline.mlm_dataset(docs[n_dev:], tok, seed=config.seed, **common))
+    dev_docs = docs[:n_dev]
+    dev = lambda: pipeline.mlm_dataset(dev_docs, tok, seed=12345, train=False, **common)
+    return Inputs(model=model, sums_fn=mlm_sums_fn(model), train=train, dev_batches=dev,
+                  model_config=config.model, tokenizer=tok)
+
+
+def _finetune_inputs(config, workdir: Path) -> Inputs:
+    check_task(config.task)
+    pretrained, vocab = None, None
+    if config.init_from:
+        pretrained, model_cfg, vocab = ckpt_lib.load_pretrained(config.init_from)
+        dtype = config.dtype or config.model.dtype
+        with config.unlocked():
+            config.model = ml_collections.ConfigDict(model_cfg)
+        config.model.dtype = dtype
+    spec, splits = sources.load_task(config.task, config.data_dir or None)
+    for split in ("train", "dev"):
+        if split not in splits:
+            raise ValueError(f"task {config.task!r} (data_dir={config.data_dir!r}) has no "
+                             f"{split} split")
+
+    def texts():
+        for row in splits["train"]:
+            yield from (t for t in spec.texts(row) if t)
+
+    tok = _tokenizer(config, workdir, texts, vocab)
+    if pretrained is None:
+        config.model.vocab_size = tok.vocab_size
+    num_classes = config.num_classes or spec.num_classes
+    method = methods.build_method(config.method, config.model, num_classes, config)
+    write_model_files(workdir, config.model, tok)
+    (workdir / "labels.json").write_text(json.dumps(list(spec.label_names), ensure_ascii=False))
+    common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
+                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
+    train = iter(pipeline.classification_dataset(splits["train"], tok, spec, train=True,
+                                                 seed=config.seed, **common))
+    dev = lambda: pipeline.classification_dataset(splits["dev"], tok, spec, train=False,
+                                                  **common)
+    return Inputs(model=method.model, sums_fn=classification_sums_fn(method.model), train=train,
+                  dev_batches=dev, trainable=method.trainable, pretrained=pretrained,
+                  encoder_path=method.encoder_path, model_config=config.model, tokenizer=tok)

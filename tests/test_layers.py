@@ -1,0 +1,146 @@
+"""RoPE, norms, attention normalisations, MHA and GAU against tests/reference.py (NumPy)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gau_jax.layers.attention import MultiHeadAttention, normalize_attention
+from gau_jax.layers.gau import GatedAttentionUnit
+from gau_jax.layers.norms import ScaleOffset, rms_norm
+from gau_jax.layers.rope import apply_rope
+from tests import reference as ref
+
+jax.config.update("jax_enable_x64", False)
+
+
+def _to_np(tree):
+    return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
+
+
+def _mask(lengths, n):
+    return (np.arange(n)[None] < np.asarray(lengths)[:, None]).astype(np.int32)
+
+
+def test_rope_matches_numpy_adjacent_pairs():
+    x = np.random.default_rng(0).normal(size=(2, 7, 3, 16)).astype(np.float32)
+    np.testing.assert_allclose(apply_rope(jnp.asarray(x)), ref.rope(x), atol=1e-5)
+    pos = np.array([[3, 1, 4, 1, 5, 9, 2], [0, 10, 20, 30, 40, 50, 60]])
+    np.testing.assert_allclose(apply_rope(jnp.asarray(x), jnp.asarray(pos)),
+                               ref.rope(x, pos), atol=1e-4)
+
+
+def test_rope_dot_product_depends_on_offset_only():
+    rng = np.random.default_rng(1)
+    q, k = rng.normal(size=(1, 1, 32)), rng.normal(size=(1, 1, 32))
+
+    def dot(m, n):
+        qm = apply_rope(jnp.asarray(q, jnp.float32), jnp.array([m]))
+        kn = apply_rope(jnp.asarray(k, jnp.float32), jnp.array([n]))
+        return float(jnp.sum(qm * kn))
+
+    for delta in (0, 3, -5, 17):
+        vals = [dot(m, m - delta) for m in (20, 45, 300, 1000)]
+        np.testing.assert_allclose(vals, vals[0], rtol=2e-4, atol=2e-4)
+    assert abs(dot(10, 7) - dot(10, 2)) > 1e-3  # and does depend on the offset
+
+
+def test_rope_rejects_odd_dimension():
+    with pytest.raises(ValueError, match="even"):
+        apply_rope(jnp.ones((1, 3, 5)))
+
+
+def test_rope_bf16_input_keeps_dtype_and_accuracy():
+    x = np.random.default_rng(2).normal(size=(1, 600, 8)).astype(np.float32)
+    y = apply_rope(jnp.asarray(x, jnp.bfloat16))
+    assert y.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y, np.float32), ref.rope(x), atol=0.05)
+
+
+def test_rms_norm_and_scale_offset():
+    x = np.random.default_rng(3).normal(size=(4, 5, 6)).astype(np.float32)
+    np.testing.assert_allclose(rms_norm(jnp.asarray(x)), ref.rms_norm(x), rtol=1e-5)
+    np.testing.assert_allclose(rms_norm(jnp.zeros((2, 3))), 0.0)  # ε keeps zero finite
+    so = ScaleOffset(use_bias=True)
+    v = so.init(jax.random.key(0), jnp.asarray(x))
+    np.testing.assert_allclose(so.apply(v, jnp.asarray(x)), x)  # γ=1, β=0 at init
+    v = jax.tree.map(lambda t: t + 2.0, v)
+    np.testing.assert_allclose(so.apply(v, jnp.asarray(x)), 3 * x + 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "softmax_plus", "relu2"])
+def test_normalisations_match_numpy(kind):
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(3, 2, 9, 9)) * 3
+    mask = _mask([9, 5, 1], 9)[:, None, None, :]
+    got = normalize_attention(jnp.asarray(a, jnp.float32), jnp.asarray(mask), kind)
+    np.testing.assert_allclose(got, ref.normalize(a, mask.astype(bool), kind), atol=1e-5)
+    assert np.all(np.asarray(got)[..., :][np.broadcast_to(mask == 0, a.shape)] == 0)
+
+
+def test_softmax_plus_equals_softmax_at_512_only():
+    a = jnp.asarray(np.random.default_rng(5).normal(size=(1, 4, 600)), jnp.float32)
+    for n, same in ((512, True), (64, False), (600, False)):
+        m = jnp.asarray(_mask([n], 600))[:, None, :]
+        sp = normalize_attention(a, m, "softmax_plus")
+        sm = normalize_attention(a, m, "softmax")
+        assert np.allclose(sp, sm, atol=1e-6) == same, n
+
+
+def test_softmax_plus_uses_per_row_visible_count_not_padded_length():
+    a = jnp.asarray(np.random.default_rng(6).normal(size=(1, 2, 40)), jnp.float32)
+    m = jnp.asarray(_mask([30], 40))[:, None, :]
+    got = normalize_attention(a, m, "softmax_plus")
+    scaled = np.asarray(a[..., :30]) * np.log(30) / np.log(512)
+    want = np.exp(scaled) / np.exp(scaled).sum(-1, keepdims=True)
+    np.testing.assert_allclose(got[..., :30], want, rtol=1e-5)
+    fixed = normalize_attention(a, m, "relu2", fixed_n=64)
+    np.testing.assert_allclose(fixed[..., :30], np.maximum(a[..., :30], 0) ** 2 / 64, rtol=1e-6)
+
+
+def test_unknown_normalisation_is_named():
+    with pytest.raises(ValueError, match="'sparsemax'"):
+        normalize_attention(jnp.zeros((1, 2, 2)), jnp.ones((1, 1, 2)), "sparsemax")
+
+
+@pytest.mark.parametrize("kind", ["softmax", "softmax_plus", "relu2"])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_multi_head_attention_vs_reference(kind, use_bias):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 11, 24)).astype(np.float32)
+    mask = _mask([11, 6], 11)
+    mod = MultiHeadAttention(num_heads=3, head_size=8, normalization=kind, use_bias=use_bias)
+    v = mod.init(jax.random.key(0), jnp.asarray(x), jnp.asarray(mask))
+    if use_bias:  # make the biases matter
+        v = jax.tree.map(lambda t: t + 0.1 if t.ndim == 1 else t, v)
+    got = mod.apply(v, jnp.asarray(x), jnp.asarray(mask))
+    want = ref.mha(x, mask, _to_np(v["params"]), 3, kind, bias=use_bias)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["softmax", "softmax_plus", "relu2"])
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_gau_vs_reference(kind, chunk):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 13, 16)).astype(np.float32)
+    mask = _mask([13, 7], 13)
+    mod = GatedAttentionUnit(expansion=32, key_size=8, normalization=kind, chunk_size=chunk)
+    v = mod.init(jax.random.key(1), jnp.asarray(x), jnp.asarray(mask))
+    v = jax.tree.map(lambda t: t * 1.7 if t.ndim == 1 else t, v)  # non-trivial γ
+    got = mod.apply(v, jnp.asarray(x), jnp.asarray(mask))
+    want = ref.gau(x, mask, _to_np(v["params"]), 32, 8, kind, chunk)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_chunked_gau_is_linear_in_length():
+    """Its compiled temp memory grows ~linearly, the quadratic GAU's ~quadratically."""
+    def temp_bytes(chunk, n):
+        mod = GatedAttentionUnit(expansion=32, key_size=16, chunk_size=chunk)
+        x, m = jnp.ones((1, n, 16)), jnp.ones((1, n), jnp.int32)
+        v = mod.init(jax.random.key(0), x[:, :8], m[:, :8])
+        f = jax.jit(mod.apply).lower(v, x, m).compile()
+        return f.memory_analysis().temp_size_in_bytes
+
+    lin = temp_bytes(64, 4096) / temp_bytes(64, 1024)
+    quad = temp_bytes(0, 4096) / temp_bytes(0, 1024)
+    assert lin < 6 and quad > 10, (lin, quad)

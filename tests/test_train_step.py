@@ -1,0 +1,100 @@
+"""Train step: accumulation == one big batch; jit mesh, pmap and one device give one loss curve."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from gau_jax.train import partition
+from gau_jax.train.loop import Trainer
+from gau_jax.train.optim import optimizer_from_config
+from gau_jax.train.state import create_state
+from gau_jax.train.step import make_train_step, residual_alpha, split_microbatches
+from tests.train_helpers import SyntheticMLM, synthetic_inputs, tiny_pretrain_config
+
+
+def _single_device_run(config, steps):
+    """Reference: the plain step, jitted on one device, no mesh and no pmap."""
+    inputs = synthetic_inputs(config)
+    tx = optimizer_from_config(config)
+    dummy = np.ones((1, config.max_length), np.int32)
+    params = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
+    state = create_state(params, tx, config.seed)
+    step = jax.jit(make_train_step(inputs.sums_fn, tx, grad_accum_steps=config.grad_accum_steps))
+    losses = []
+    for _ in range(steps):
+        state, m = step(state, next(inputs.train))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_split_microbatches_is_strided():
+    x = {"a": np.arange(12).reshape(6, 2)}
+    got = split_microbatches(x, 3)["a"]
+    np.testing.assert_array_equal(got[1], x["a"][1::3])
+
+
+def test_residual_alpha_ramp():
+    assert residual_alpha(jax.numpy.asarray(5), 0) is None
+    np.testing.assert_allclose([float(residual_alpha(jax.numpy.asarray(t), 10))
+                                for t in (0, 5, 10, 30)], [0.0, 0.5, 1.0, 1.0])
+
+
+def test_grad_accumulation_equals_large_batch():
+    big_state, big_losses = _single_device_run(tiny_pretrain_config(), 2)
+    acc_state, acc_losses = _single_device_run(tiny_pretrain_config(grad_accum_steps=4), 2)
+    np.testing.assert_allclose(acc_losses, big_losses, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(acc_state.params),
+                    jax.tree_util.tree_leaves(big_state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
+def _trainer_losses(tmp_path, **overrides):
+    config = tiny_pretrain_config(total_steps=4, eval_every_steps=100, **overrides)
+    trainer = Trainer(config, tmp_path, inputs=synthetic_inputs(config))
+    trainer.run()
+    trainer.close()
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    return [r["loss"] for r in rows if r["split"] == "train"]
+
+
+def test_jit_mesh_and_pmap_match_single_device(tmp_path):
+    if jax.device_count() < 2:
+        pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    _, ref = _single_device_run(tiny_pretrain_config(), 4)
+    jit = _trainer_losses(tmp_path / "jit", parallel="jit")
+    pmap = _trainer_losses(tmp_path / "pmap", parallel="pmap")
+    fsdp = _trainer_losses(tmp_path / "fsdp", parallel="jit", fsdp=2)
+    assert ref[-1] < ref[0]
+    np.testing.assert_allclose(jit, ref, rtol=1e-5)
+    np.testing.assert_allclose(pmap, ref, rtol=1e-5)
+    np.testing.assert_allclose(fsdp, ref, rtol=1e-5)
+
+
+def test_fsdp_shards_large_leaves():
+    if jax.device_count() < 2:
+        pytest.skip("needs several devices")
+    mesh = partition.make_mesh(fsdp=2)
+    tree = {"big": jax.ShapeDtypeStruct((6, 4096), np.float32),
+            "small": jax.ShapeDtypeStruct((3,), np.float32)}
+    sh = partition.state_shardings(tree, mesh)
+    assert sh["big"].spec == jax.sharding.PartitionSpec(None, "fsdp")
+    assert sh["small"].spec == jax.sharding.PartitionSpec()
+
+
+def test_batch_not_divisible_by_devices_is_an_error(tmp_path):
+    if jax.device_count() < 2:
+        pytest.skip("needs several devices")
+    config = tiny_pretrain_config(batch_size=jax.device_count() + 1)
+    with pytest.raises(ValueError, match="not divisible by the"):
+        Trainer(config, tmp_path, inputs=synthetic_inputs(config))
+
+
+def test_synthetic_iterator_state_round_trip():
+    it = SyntheticMLM(4, 8)
+    next(it)
+    state = it.get_state()
+    a = next(it)
+    it.set_state(state)
+    np.testing.assert_array_equal(next(it)["input_ids"], a["input_ids"])
