@@ -15,7 +15,8 @@ from __future__ import annotations
 import jax
 
 
-def su_init(num_layers: int, order: int, embedding: bool = False) -> jax.nn.initializers.Initializer:
+def su_init(num_layers: int, order: int,
+            embedding: bool = False) -> jax.nn.initializers.Initializer:
     """Truncated normal with effective std L^(−1/order)/sqrt(fan)."""
     gain2 = float(num_layers) ** (-2.0 / order)
     if embedding:  # table [vocab, width]: fan = width

@@ -24,5 +24,6 @@ class Classifier(nn.Module):
                  residual_scale: float | jnp.ndarray = 1.0) -> jnp.ndarray:
         out = self.encoder(input_ids, attention_mask, segment_ids, deterministic=deterministic,
                            return_logits=False, residual_scale=residual_scale)
-        cls = nn.Dropout(self.dropout_rate)(out.last_hidden_state[:, 0], deterministic=deterministic)
+        cls = nn.Dropout(self.dropout_rate)(out.last_hidden_state[:, 0],
+                                            deterministic=deterministic)
         return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)

@@ -1,7 +1,7 @@
 """Model presets (DESIGN §2 sizes) as ml_collections configs, and their validation.
 
-Every field is documented in `base_config()`. `get_model_config(name)` returns a fresh, mutable copy;
-`validate(cfg)` raises ConfigError naming the offending field before anything is built.
+Every field is documented in `base_config()`. `get_model_config(name)` returns a fresh, mutable
+copy; `validate(cfg)` raises ConfigError naming the offending field before anything is built.
 """
 
 from __future__ import annotations
