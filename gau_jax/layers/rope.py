@@ -5,8 +5,8 @@ For a vector x of even size k at position p, with θ_i = base^(−2i/k), i = 0..
     (x_{2i}, x_{2i+1}) ← (x_{2i}·cos pθ_i − x_{2i+1}·sin pθ_i,  x_{2i+1}·cos pθ_i + x_{2i}·sin pθ_i)
 
 This is the layout of bert4keras and the released RoFormer / GAU-α checkpoints. Because every
-pair is rotated by an angle linear in p, ⟨RoPE(q, m), RoPE(k, n)⟩ depends on m − n only. Angles are computed
-in float32 whatever the dtype of x.
+pair is rotated by an angle linear in p, ⟨RoPE(q, m), RoPE(k, n)⟩ depends on m − n only.
+Angles are computed in float32 whatever the dtype of x.
 """
 
 from __future__ import annotations
