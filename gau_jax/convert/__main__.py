@@ -1,10 +1,16 @@
-"""`python -m gau_jax.convert SRC OUT [--to gau_jax|hf]`: convert a pretrained checkpoint.
+r"""`python -m gau_jax.convert SRC OUT [--to gau_jax|hf]`: convert a pretrained checkpoint.
 
 SRC: a Hugging Face-format folder of the `roformer` / `gau-alpha` PyTorch ports, a bert4keras
 checkpoint folder, or a gau_jax folder. OUT (default --to gau_jax): config.json (our model config),
 vocab.txt and params/ (Orbax checkpoint of {"params": encoder params}) — what the fine-tuning
 config field `init_from` points at. `--to hf` writes config.json + model.safetensors + vocab.txt
 that the PyTorch ports' `from_pretrained` loads.
+
+Fine-tuning a released model (either format), e.g. GAU-α on TNEWS:
+    python -m gau_jax.convert chinese_GAU-alpha-char_L-24_H-768 runs/gau_alpha_base
+    python -m experiments.train --config configs/finetune.py:task=tnews,model=gau_alpha_base \
+        --workdir runs/ft_tnews --config.data_dir=../shared/data/clue \
+        --config.init_from=runs/gau_alpha_base
 """
 
 from __future__ import annotations
