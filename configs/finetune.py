@@ -75,4 +75,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every_steps = 250
     c.eval_batches = 0               # whole dev set
     c.keep_best = True               # keep params of the best dev accuracy in DIR/best
+    # Ladder Side-Tuning (method=lst; gau_jax/models/lst.py, lst_init.py, train/feature_cache.py).
+    c.lst = ml_collections.ConfigDict()
+    c.lst.reduction = 8              # r: side width = trunk hidden / r (must divide it)
+    c.lst.side_layers = 0            # L_s side blocks (0 = trunk layers, or len(ladder_layers))
+    c.lst.ladder_layers = ()         # trunk layers (0-based) feeding ladders; () = (i+1)L/L_s-1
+    c.lst.fusion = "gated"           # "gated" (paper, μ=sigmoid(α/T)) | "additive" (Su)
+    c.lst.side_block = "gau"         # "gau" (single-head GAU) | "roformer_v2" (MHA + FFN)
+    c.lst.side_heads = 0             # roformer_v2 side: heads (0 = the trunk's)
+    c.lst.head = "side"              # "side" | "up" (up-project) | "gated" (with trunk's h_L)
+    c.lst.gate_temperature = 0.1     # T
+    c.lst.dropout = 0.1              # side-network dropout
+    c.lst.init = "random"            # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
+    c.lst.fisher_examples = 1024     # examples whose squared task-loss grads rank channels
+    c.lst.fisher_batch_size = 8      # rows per gradient (1 = exact per-example Fisher)
+    c.lst.cache = False              # train from cached trunk features (built once on disk)
+    c.lst.cache_dir = ""             # "" = DIR/feature_cache
+    c.lst.cache_dtype = "bfloat16"   # float32 | bfloat16 | float16
+    c.lst.cache_budget_gb = 20.0     # refuse to build a cache estimated above this
+    # Parameter-efficient baselines (gau_jax/models/peft.py).
+    c.lora = ml_collections.ConfigDict()
+    c.lora.rank = 8                  # W + A·B, A [in, r] ~ N(0, 1/in), B [r, out] = 0
+    c.lora.alpha = 16.0              # update scaled by alpha / rank
+    c.lora.targets = ("query", "value", "uvz")  # encoder Dense names that get LoRA
+    c.adapter_size = 64              # method=adapter: Houlsby bottleneck width
     return c

@@ -144,3 +144,13 @@ def test_chunked_gau_is_linear_in_length():
     lin = temp_bytes(64, 4096) / temp_bytes(64, 1024)
     quad = temp_bytes(0, 4096) / temp_bytes(0, 1024)
     assert lin < 6 and quad > 10, (lin, quad)
+
+
+def test_softmax_plus_min_n_clamps_short_rows_only():
+    a = jnp.asarray(np.random.default_rng(9).normal(size=(2, 3, 40)), jnp.float32)
+    m = jnp.asarray(_mask([9, 40], 40))[:, None, :]
+    got = np.asarray(normalize_attention(a, m, "softmax_plus", plus_min_n=16))
+    s = np.asarray(a[0, :, :9]) * np.log(16) / np.log(512)  # n = 9 clamped to 16
+    np.testing.assert_allclose(got[0, :, :9], np.exp(s) / np.exp(s).sum(-1, keepdims=True),
+                               rtol=1e-5)
+    np.testing.assert_allclose(got[1], normalize_attention(a, m, "softmax_plus")[1], rtol=1e-6)

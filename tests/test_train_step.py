@@ -42,8 +42,8 @@ def test_residual_alpha_ramp():
 
 
 def test_grad_accumulation_equals_large_batch():
-    big_state, big_losses = _single_device_run(tiny_pretrain_config(), 2)
-    acc_state, acc_losses = _single_device_run(tiny_pretrain_config(grad_accum_steps=4), 2)
+    big_state, big_losses = _single_device_run(tiny_pretrain_config(), 1)
+    acc_state, acc_losses = _single_device_run(tiny_pretrain_config(grad_accum_steps=4), 1)
     np.testing.assert_allclose(acc_losses, big_losses, rtol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(acc_state.params),
                     jax.tree_util.tree_leaves(big_state.params), strict=True):
@@ -62,7 +62,7 @@ def _trainer_losses(tmp_path, **overrides):
 def test_jit_mesh_and_pmap_match_single_device(tmp_path):
     if jax.device_count() < 2:
         pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
-    _, ref = _single_device_run(tiny_pretrain_config(), 4)
+    _, ref = _single_device_run(tiny_pretrain_config(total_steps=4), 4)
     jit = _trainer_losses(tmp_path / "jit", parallel="jit")
     pmap = _trainer_losses(tmp_path / "pmap", parallel="pmap")
     fsdp = _trainer_losses(tmp_path / "fsdp", parallel="jit", fsdp=2)

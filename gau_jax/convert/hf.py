@@ -114,10 +114,11 @@ def config_from_hf(hf: dict, source: str) -> ml_collections.ConfigDict:
 
 def config_to_hf(cfg: ml_collections.ConfigDict) -> dict:
     """A port's config.json (dict) for our config; ConvertError if the port lacks a feature."""
-    for field, ok in (("chunk_size", 0), ("adapter_size", 0), ("attention_fixed_n", 0)):
-        if cfg[field] != ok:
+    for field, ok in (("chunk_size", 0), ("adapter_size", 0), ("attention_fixed_n", 0),
+                      ("softmax_plus_min_n", 1)):
+        if cfg.get(field, ok) != ok:
             raise ConvertError(f"model.{field}={cfg[field]} has no counterpart in the PyTorch "
-                               "ports; export needs it to be 0")
+                               f"ports; export needs it to be {ok}")
     common = dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
                   num_hidden_layers=cfg.num_layers, intermediate_size=cfg.intermediate_size,
                   type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.norm_eps,

@@ -1,7 +1,8 @@
 """Attention normalisations and RoFormer-style multi-head attention with RoPE.
 
 Logits a_ij = q_i·k_j/√k; keys with mask 0 are removed first. With n_i = number of visible keys of
-row i (the sample's real length, clamped to ≥ 1), or a fixed n when `fixed_n` > 0:
+row i (the sample's real length, clamped to ≥ 1), or a fixed n when `fixed_n` > 0; `plus_min_n`
+clamps n from below for softmax_plus only (bert4keras, which trained the released GAU-α, uses 16):
 
     softmax       A_ij = softmax_j(a_ij)
     softmax_plus  A_ij = softmax_j(a_ij · log(n_i)/log(512))     (= softmax at n_i = 512)
@@ -27,7 +28,7 @@ NORMALIZATIONS = ("softmax", "softmax_plus", "relu2")
 
 
 def normalize_attention(scores: jnp.ndarray, mask: jnp.ndarray, kind: str,
-                        fixed_n: int = 0) -> jnp.ndarray:
+                        fixed_n: int = 0, plus_min_n: int = 1) -> jnp.ndarray:
     """Normalise attention logits along the last axis.
 
     scores: float logits a_ij (already divided by √k), shape [..., n_q, n_k].
@@ -44,7 +45,7 @@ def normalize_attention(scores: jnp.ndarray, mask: jnp.ndarray, kind: str,
     if kind == "relu2":
         return jnp.where(visible, jnp.square(jax.nn.relu(scores)) / n, 0.0)
     if kind == "softmax_plus":
-        scores = scores * (jnp.log(n) / math.log(512.0))
+        scores = scores * (jnp.log(jnp.maximum(n, float(plus_min_n))) / math.log(512.0))
     scores = jnp.where(visible, scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1)
     return jnp.where(visible, probs, 0.0)  # a row without any visible key attends to nothing
@@ -57,6 +58,7 @@ class MultiHeadAttention(nn.Module):
     head_size: int
     normalization: str = "softmax"
     fixed_n: int = 0
+    plus_min_n: int = 1
     use_bias: bool = False
     dropout_rate: float = 0.0
     rope_base: float = 10000.0
@@ -80,7 +82,7 @@ class MultiHeadAttention(nn.Module):
         q, kk = apply_rope(q, positions, self.rope_base), apply_rope(kk, positions, self.rope_base)
         scores = jnp.einsum("bqhk,bmhk->bhqm", q, kk, preferred_element_type=jnp.float32)
         probs = normalize_attention(scores / math.sqrt(k), mask[:, None, None, :],
-                                    self.normalization, self.fixed_n)
+                                    self.normalization, self.fixed_n, self.plus_min_n)
         probs = nn.Dropout(self.dropout_rate)(probs, deterministic=deterministic)
         out = jnp.einsum("bhqm,bmhk->bqhk", probs.astype(self.dtype), v).reshape(b, n, h * k)
         return dense(d, "output")(out)

@@ -33,6 +33,7 @@ class GatedAttentionUnit(nn.Module):
     key_size: int = 128  # s
     normalization: str = "softmax_plus"
     fixed_n: int = 0
+    plus_min_n: int = 1
     chunk_size: int = 0
     use_bias: bool = False
     dropout_rate: float = 0.0
@@ -60,7 +61,7 @@ class GatedAttentionUnit(nn.Module):
         if self.chunk_size <= 0:
             scores = jnp.einsum("bns,bms->bnm", q, k, preferred_element_type=jnp.float32)
             probs = normalize_attention(scores / math.sqrt(s), mask[:, None, :],
-                                        self.normalization, self.fixed_n)
+                                        self.normalization, self.fixed_n, self.plus_min_n)
             probs = dropout(probs, deterministic=deterministic)
             o = jnp.einsum("bnm,bme->bne", probs.astype(self.dtype), v)
         else:
@@ -83,7 +84,7 @@ class GatedAttentionUnit(nn.Module):
         mc = chunks(mask[..., None])[..., 0]                              # [b, g, c]
         scores = jnp.einsum("bgns,bgms->bgnm", qc, kc, preferred_element_type=jnp.float32)
         probs = normalize_attention(scores / math.sqrt(self.key_size), mc[:, :, None, :],
-                                    self.normalization, self.fixed_n)
+                                    self.normalization, self.fixed_n, self.plus_min_n)
         probs = dropout(probs, deterministic=deterministic)
         quad = jnp.einsum("bgnm,bgme->bgne", probs.astype(self.dtype), vc)
         quad = quad.reshape(b, -1, v.shape[-1])[:, :n]

@@ -46,6 +46,7 @@ class EncoderConfig:
     key_size: int
     attention_norm: str
     attention_fixed_n: int
+    softmax_plus_min_n: int
     hidden_dropout: float
     attention_dropout: float
     norm_eps: float
@@ -90,6 +91,7 @@ class Block(nn.Module):
         c = self.config
         init = su_init(c.num_layers, c.init_order)
         common = dict(normalization=c.attention_norm, fixed_n=c.attention_fixed_n,
+                      plus_min_n=c.softmax_plus_min_n,
                       use_bias=c.use_bias, dropout_rate=c.attention_dropout,
                       rope_base=c.rope_base, dtype=c.compute_dtype, kernel_init=init)
         if c.block == "gau":

@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.key_size = 64                 # MHA head size (= hidden/heads) or GAU s
     c.attention_norm = "softmax"    # "softmax" | "softmax_plus" | "relu2"
     c.attention_fixed_n = 0         # 0: n = row's visible keys; > 0: a fixed n for the scale
+    c.softmax_plus_min_n = 1        # softmax_plus scale uses max(n, this); bert4keras used 16
     c.hidden_dropout = 0.1          # dropout on embeddings and residual branches
     c.attention_dropout = 0.1       # dropout on attention probabilities
     c.norm_eps = 1e-12              # ε of the parameter-free RMS norm
@@ -81,6 +82,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for field in ("chunk_size", "attention_fixed_n", "adapter_size"):
         if int(cfg[field]) < 0:
             raise ConfigError(f"model.{field} must be >= 0, got {cfg[field]}")
+    if int(cfg.softmax_plus_min_n) < 1:
+        raise ConfigError(f"model.softmax_plus_min_n must be >= 1, got {cfg.softmax_plus_min_n}")
     for field in ("hidden_dropout", "attention_dropout"):
         if not 0.0 <= float(cfg[field]) < 1.0:
             raise ConfigError(f"model.{field} must be in [0, 1), got {cfg[field]}")

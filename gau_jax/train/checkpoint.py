@@ -27,6 +27,9 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+
+from gau_jax.train.optim import path_names
 
 PyTree = Any
 
@@ -48,9 +51,9 @@ def _decode_data_state(obj: Any) -> Any:
 
 def _shape_mismatch(stored: PyTree, wanted: PyTree) -> str | None:
     """First leaf whose stored shape differs from the wanted one, or a structure difference."""
-    s_flat = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in
+    s_flat = {"/".join(path_names(p)): tuple(x.shape) for p, x in
               jax.tree_util.tree_flatten_with_path(stored)[0] if hasattr(x, "shape")}
-    w_flat = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in
+    w_flat = {"/".join(path_names(p)): tuple(x.shape) for p, x in
               jax.tree_util.tree_flatten_with_path(wanted)[0]}
     for key, shape in w_flat.items():
         if key not in s_flat:
@@ -68,11 +71,14 @@ class Checkpointer:
         self.dir = Path(workdir).absolute() / "checkpoints"
         opts = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
-        self.manager = ocp.CheckpointManager(self.dir, options=opts)
+        self.manager = ocp.CheckpointManager(self.dir, options=opts, item_handlers={
+            "state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler()})
         best_opts = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False,
                                                  create=True)
         self.best_dir = Path(workdir).absolute() / "best"
-        self.best = ocp.CheckpointManager(self.best_dir, options=best_opts)
+        self.best = ocp.CheckpointManager(self.best_dir, options=best_opts, item_handlers={
+            "params": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -95,13 +101,18 @@ class Checkpointer:
             raise FileNotFoundError(f"no finalized checkpoint in {self.dir}")
         stored = self.manager.item_metadata(step)["state"]
         stored = getattr(stored, "tree", stored)
-        problem = _shape_mismatch(stored, abstract_state)
+        problem = _shape_mismatch(stored["params"], abstract_state.params)
+        where = self.dir / str(step)
         if problem:
-            raise ValueError(f"checkpoint {self.dir / str(step)} was written by a different model "
-                             f"or optimizer: {problem}. Use a fresh --workdir.")
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+            raise ValueError(f"checkpoint {where} was written by a different model: {problem}. "
+                             "Use a fresh --workdir.")
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"checkpoint {where} does not fit this config's train state (a "
+                             f"different optimizer or method?): {e}") from e
         return out["state"], _decode_data_state(out["data"]), dict(out["meta"] or {})
 
     def save_best(self, step: int, params: PyTree, meta: dict) -> None:
@@ -139,6 +150,15 @@ def _numpy_restore_args(metadata: PyTree) -> PyTree:
 
 def load_pretrained(init_from: str | Path) -> tuple[PyTree, dict, Path | None]:
     """(encoder params as numpy, model config dict, vocab.txt path or None) from `init_from`."""
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax warns about the items not restored
+    try:
+        return _load_pretrained(init_from)
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
+def _load_pretrained(init_from: str | Path) -> tuple[PyTree, dict, Path | None]:
     root = Path(init_from)
     cfg_file = root / "config.json"
     if not cfg_file.exists():
@@ -148,7 +168,8 @@ def load_pretrained(init_from: str | Path) -> tuple[PyTree, dict, Path | None]:
     vocab = root / "vocab.txt"
     if (root / "checkpoints").is_dir():
         mgr = ocp.CheckpointManager(root.absolute() / "checkpoints",
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+                                    options=ocp.CheckpointManagerOptions(read_only=True),
+                                    item_handlers={"state": ocp.PyTreeCheckpointHandler()})
         step = mgr.latest_step()
         if step is None:
             raise FileNotFoundError(f"config.init_from={init_from}: no checkpoint in "

@@ -1,0 +1,70 @@
+"""GAU-α vs RoFormerV2 train-step benchmark: FLOPs, compiled memory, speed, compute efficiency.
+
+    python -m experiments.bench_arch --config configs/bench_arch.py:full
+    # on a GPU (not run here): bfloat16, MFU against the chip's peak FLOP/s, e.g. an H100 SXM
+    python -m experiments.bench_arch --config configs/bench_arch.py:full \
+        --config.dtype=bfloat16 --config.peak_flops=989e12 --config.batch_size=8
+
+`arg` is "full" (experiments/results/arch.md; ~10 min on a shared 2-core CPU) or "smoke" (tests:
+tiny models, 2 lengths). Every model is compiled at each of its `lengths` (FLOPs from
+cost_analysis, memory from memory_analysis; compile only) and timed at lengths up to its
+`time_max_len` (base models on a 2-core CPU are timed only at short lengths, with batch 1).
+Models: a preset name plus field overrides; GAU-α small is ours (DESIGN §2 has no GAU small):
+12 GAU layers of width 384 match RoFormerV2-small's 6 MHA+FFN layers in parameters.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def _model(preset: str, lengths: tuple[int, ...], time_max_len: int, baseline: str = "",
+           **overrides) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(preset=preset, lengths=lengths,
+                                          time_max_len=time_max_len, baseline=baseline,
+                                          overrides=ml_collections.ConfigDict(overrides)))
+
+
+def get_config(arg: str = "full") -> ml_collections.ConfigDict:
+    """Benchmark config; arg is "full" or "smoke"."""
+    if arg not in ("full", "smoke"):
+        raise ValueError(f"configs/bench_arch.py: arg {arg!r} is not 'full' or 'smoke'")
+    c = ml_collections.ConfigDict()
+    c.batch_size = 1                 # rows per train step (compile and timing)
+    c.dtype = "float32"              # compute dtype ("bfloat16" on GPU/TPU)
+    c.dropout = 0.0                  # hidden and attention dropout in the benchmarked step
+    c.scan_layers = False            # unrolled: XLA's cost_analysis counts a scanned body once
+    c.remat = "none"
+    c.optimizer = "adamw"
+    c.matmul_size = 2048             # reference jnp.dot of [m, m] x [m, m] float32 (or dtype)
+    c.min_time_s = 2.0               # repeat a timed step until this much time has passed ...
+    c.max_reps = 3                   # ... or this many timed runs (after one warm-up run)
+    c.peak_flops = 0.0               # > 0: also report MFU = FLOP/s / peak_flops (GPU/TPU)
+    lengths = (128, 512, 1024, 2048)
+    c.models = ml_collections.ConfigDict()
+    c.models.roformer_v2_base = _model("roformer_v2_base", lengths, 512)
+    c.models.gau_alpha_base = _model("gau_alpha_base", lengths, 512, "roformer_v2_base")
+    c.models.roformer_v2_small = _model("roformer_v2_small", lengths, 2048)
+    small_gau = dict(num_layers=12, hidden_size=384, intermediate_size=768)
+    c.models.gau_alpha_small = _model("gau_alpha_base", lengths + (4096,), 4096,
+                                      "roformer_v2_small", **small_gau)
+    c.models.gau_alpha_small_chunk256 = _model("gau_alpha_base", lengths + (4096,), 4096,
+                                               "roformer_v2_small", chunk_size=256, **small_gau)
+    c.results_dir = "experiments/results"
+    c.command = "python -m experiments.bench_arch --config configs/bench_arch.py:full"
+    if arg == "smoke":
+        c.matmul_size = 256
+        c.min_time_s = 0.0
+        c.max_reps = 1
+        c.models = ml_collections.ConfigDict()
+        tiny = dict(hidden_size=128, vocab_size=1000)
+        c.models.roformer_v2_tiny = _model("roformer_v2_tiny", (128, 256), 256,
+                                           num_heads=2, key_size=64, intermediate_size=512,
+                                           **tiny)
+        c.models.gau_alpha_tiny = _model("gau_alpha_tiny", (128, 256), 256, "roformer_v2_tiny",
+                                         key_size=64, intermediate_size=256, **tiny)
+        c.models.gau_alpha_tiny_chunk64 = _model("gau_alpha_tiny", (128, 256), 256,
+                                                 "roformer_v2_tiny", key_size=64,
+                                                 intermediate_size=256, chunk_size=64, **tiny)
+        c.command = c.command.replace(":full", ":smoke")
+    return c

@@ -1,0 +1,219 @@
+"""Ladder Side-Tuning (LST): a frozen, deterministic trunk feeding a narrow trainable side network.
+
+Trunk (any encoder preset, dropout off, forward only): h_0 (embeddings) … h_L, passed through
+`stop_gradient`. Side network of width d_s = d/r with L_s blocks; trunk layer ℓ(i) feeds ladder i
+(default ℓ(i) = (i+1)·L/L_s − 1, 0-based, so the last ladder reads h_L):
+
+    s ← Down_0(h_0)
+    gated (paper):  s ← μ_i·s + (1−μ_i)·Down_{i+1}(h_ℓ(i));  s ← SideBlock_i(s)
+                    μ_i = sigmoid(α_i/T), T = 0.1, α_i = 0 at init (μ = 0.5)
+    additive (Su):  s ← SideBlock_i(s) + Down_{i+1}(h_ℓ(i))
+    head:  "side"   logits = Dense(Drop(s[:, 0]))
+           "up"     logits = Dense(Drop(Up(s[:, 0])))
+           "gated"  logits = Dense(Drop(μ·h_L[:, 0] + (1−μ)·Up(s[:, 0])))   (μ as above)
+
+SideBlock is `encoder.Block` (RoFormerV2 MHA+FFN, or single-head GAU) with an EncoderConfig of the
+side size, so its init is Su's rule with L_s layers. The trunk's params live under "encoder"
+(where init_from loads) and are frozen: `trainable` masks them out so they get no optimizer state.
+With `features=` (cached trunk outputs: [K, b, n, d] = h_0 then the ladder states, see
+`feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gau_jax.layers.initializers import su_init
+from gau_jax.models.encoder import Block, Encoder, EncoderConfig, encoder_config
+from gau_jax.models.presets import BLOCKS, ConfigError
+
+FUSIONS = ("gated", "additive")
+HEADS = ("side", "up", "gated")
+INITS = ("random", "fisher", "magnitude")
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTConfig:
+    """Side-network options (config.lst in configs/finetune.py)."""
+
+    reduction: int = 8                 # r: side width d/r (also FFN / GAU widths / r)
+    side_layers: int = 0               # L_s (0 = len(ladder_layers), or the trunk's L)
+    ladder_layers: tuple[int, ...] = ()  # trunk layers (0-based) feeding ladders; () = default ℓ
+    fusion: str = "gated"              # "gated" (paper) | "additive" (Su)
+    side_block: str = "gau"            # "gau" (single head) | "roformer_v2" (multi-head)
+    side_heads: int = 0                # roformer_v2 side heads (0 = the trunk's number of heads)
+    head: str = "side"                 # "side" | "up" | "gated" (see module docstring)
+    gate_temperature: float = 0.1      # T of μ = sigmoid(α/T)
+    dropout: float = 0.1               # side-network dropout (hidden and attention)
+
+
+def lst_config(c: Any = None) -> LSTConfig:
+    """LSTConfig from a ConfigDict / dict / None (unknown keys are an error naming them)."""
+    if c is None:
+        return LSTConfig()
+    if isinstance(c, LSTConfig):
+        return c
+    d = dict(c.to_dict() if hasattr(c, "to_dict") else c)
+    fields = {f.name for f in dataclasses.fields(LSTConfig)}
+    d = {k: v for k, v in d.items() if k in fields or k not in _NON_MODEL_KEYS}
+    unknown = set(d) - fields
+    if unknown:
+        raise ConfigError(f"config.lst has unknown field(s) {sorted(unknown)}")
+    d["ladder_layers"] = tuple(int(i) for i in d.get("ladder_layers", ()))
+    return LSTConfig(**d)
+
+
+# config.lst keys used by the trainer side (init, cache), not by the module.
+_NON_MODEL_KEYS = ("init", "fisher_examples", "fisher_batch_size", "cache", "cache_dir",
+                   "cache_dtype", "cache_budget_gb")
+
+
+def ladder_layers(trunk: EncoderConfig, lst: LSTConfig) -> tuple[int, ...]:
+    """The validated trunk layers ℓ(0) … ℓ(L_s−1) (0-based)."""
+    L = trunk.num_layers
+    if lst.ladder_layers:
+        layers = lst.ladder_layers
+        if lst.side_layers and lst.side_layers != len(layers):
+            raise ConfigError(f"config.lst.side_layers={lst.side_layers} != "
+                              f"len(config.lst.ladder_layers)={len(layers)}")
+    else:
+        ls = lst.side_layers or L
+        if not 0 < ls <= L:
+            raise ConfigError(f"config.lst.side_layers={ls} must be in [1, trunk layers={L}]")
+        layers = tuple((i + 1) * L // ls - 1 for i in range(ls))
+    bad = [i for i in layers if not 0 <= i < L]
+    if bad:
+        raise ConfigError(f"config.lst.ladder_layers {bad} outside the trunk's layers 0..{L - 1}")
+    return tuple(layers)
+
+
+def feature_indices(trunk: EncoderConfig, lst: LSTConfig) -> tuple[int, ...]:
+    """Indices into hidden_states [L+1, …] that the side network reads: 0, then ℓ(i)+1."""
+    return (0,) + tuple(i + 1 for i in ladder_layers(trunk, lst))
+
+
+def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
+    """EncoderConfig of the side blocks: width d/r, L_s layers, Su's init rule with L_s."""
+    r = lst.reduction
+    if lst.fusion not in FUSIONS:
+        raise ConfigError(f"config.lst.fusion={lst.fusion!r} unknown; choose one of {FUSIONS}")
+    if lst.head not in HEADS:
+        raise ConfigError(f"config.lst.head={lst.head!r} unknown; choose one of {HEADS}")
+    if lst.side_block not in BLOCKS:
+        raise ConfigError(f"config.lst.side_block={lst.side_block!r} unknown; choose one of "
+                          f"{BLOCKS}")
+    if r <= 0 or trunk.hidden_size % r or trunk.intermediate_size % r:
+        raise ConfigError(f"config.lst.reduction={r} must divide the trunk's hidden_size="
+                          f"{trunk.hidden_size} and intermediate_size={trunk.intermediate_size}")
+    d_s, n_side = trunk.hidden_size // r, len(ladder_layers(trunk, lst))
+    if lst.side_block == "gau":
+        s = trunk.key_size // r if trunk.block == "gau" else min(128, d_s)
+        heads, key, inter, norm, order = 1, max(2, s - s % 2), trunk.intermediate_size // r, \
+            "softmax_plus", 3
+        if trunk.block != "gau":
+            inter = 2 * d_s
+    else:
+        heads = lst.side_heads or (trunk.num_heads if trunk.block == "roformer_v2" else 1)
+        if d_s % heads or (d_s // heads) % 2:
+            raise ConfigError(f"config.lst.side_heads={heads} must divide the side width {d_s} "
+                              "into heads of even size")
+        key, norm, order = d_s // heads, "softmax", 2
+        inter = trunk.intermediate_size // r if trunk.block == "roformer_v2" else 4 * d_s
+    cfg = dataclasses.asdict(trunk)
+    cfg.update(block=lst.side_block, hidden_size=d_s, num_layers=n_side, num_heads=heads,
+               intermediate_size=inter, key_size=key, attention_norm=norm, init_order=order,
+               hidden_dropout=lst.dropout, attention_dropout=lst.dropout, adapter_size=0,
+               chunk_size=0, scan_layers=False, remat="none", preset=f"{trunk.preset}/side")
+    return encoder_config(cfg)
+
+
+def frozen_trunk_config(trunk: EncoderConfig) -> EncoderConfig:
+    """The trunk as LST runs it: dropout off, no adapters."""
+    return dataclasses.replace(trunk, hidden_dropout=0.0, attention_dropout=0.0, adapter_size=0)
+
+
+class LadderSideTuning(nn.Module):
+    """Frozen trunk ("encoder") + ladders + side network + classification head."""
+
+    trunk: EncoderConfig
+    lst: LSTConfig
+    num_classes: int
+    use_trunk: bool = True  # False: no trunk params; features must be passed (cached training)
+
+    @nn.compact
+    def __call__(self, input_ids: jnp.ndarray | None = None,
+                 attention_mask: jnp.ndarray | None = None,
+                 segment_ids: jnp.ndarray | None = None, *, deterministic: bool = True,
+                 residual_scale: float | jnp.ndarray = 1.0,
+                 features: jnp.ndarray | None = None) -> jnp.ndarray:
+        cfg, lst = side_config(self.trunk, self.lst), self.lst
+        K, d = len(feature_indices(self.trunk, lst)), self.trunk.hidden_size
+        if features is None:
+            if self.use_trunk:
+                out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
+                    input_ids, attention_mask, segment_ids, deterministic=True,
+                    output_hidden_states=True, return_logits=False)
+                idx = jnp.asarray(feature_indices(self.trunk, lst))
+                features = out.hidden_states[idx]
+                self.sow("intermediates", "trunk_features", features)
+            else:  # init of a trunk-less model from token ids: shapes only
+                b, n = input_ids.shape
+                features = jnp.zeros((K, b, n, d), self.trunk.compute_dtype)
+        features = jax.lax.stop_gradient(features)
+        if attention_mask is None:
+            attention_mask = jnp.ones(features.shape[1:3], jnp.int32)
+        dt = cfg.compute_dtype
+        init = su_init(cfg.num_layers, cfg.init_order)
+        down = lambda k: nn.Dense(cfg.hidden_size, use_bias=False, dtype=dt,
+                                  param_dtype=jnp.float32, kernel_init=init, name=f"down_{k}")
+        scale = jnp.asarray(residual_scale, jnp.float32)
+        s = down(0)(features[0])
+        for i in range(cfg.num_layers):
+            ladder = down(i + 1)(features[i + 1])
+            block = Block(cfg, deterministic, name=f"side_{i}")
+            if lst.fusion == "gated":
+                mu = self.gate(f"gate_{i}").astype(dt)
+                s, _ = block(mu * s + (1 - mu) * ladder, attention_mask, None, scale)
+            else:
+                s = block(s, attention_mask, None, scale)[0] + ladder
+        cls = s[:, 0]
+        if lst.head != "side":
+            cls = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,
+                           kernel_init=su_init(1, 2), name="up")(cls)
+        if lst.head == "gated":
+            mu = self.gate("head_gate").astype(dt)
+            cls = mu * features[-1][:, 0].astype(dt) + (1 - mu) * cls
+        cls = nn.Dropout(lst.dropout)(cls, deterministic=deterministic)
+        return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)
+
+    def gate(self, name: str) -> jnp.ndarray:
+        """μ = sigmoid(α/T), α a scalar parameter initialised to 0."""
+        alpha = self.param(name, nn.initializers.zeros, (), jnp.float32)
+        return jax.nn.sigmoid(alpha / self.lst.gate_temperature)
+
+
+def trainable_side(params: Any) -> Any:
+    """Mask: everything except the trunk ("encoder") trains."""
+    return jax.tree_util.tree_map_with_path(
+        lambda p, _: getattr(p[0], "key", None) != "encoder", params)
+
+
+def build_model(model_config: Any, num_classes: int, lst: Any = None,
+                use_trunk: bool = True) -> LadderSideTuning:
+    """LadderSideTuning for a trunk model config and config.lst (validated here)."""
+    trunk = model_config if isinstance(model_config, EncoderConfig) else \
+        encoder_config(model_config)
+    lcfg = lst_config(lst)
+    side_config(trunk, lcfg)  # validate early: errors name the config.lst field
+    return LadderSideTuning(trunk, lcfg, num_classes, use_trunk)
+
+
+def build_method(model_config: Any, num_classes: int, config: Any):
+    """Plugin of gau_jax.train.methods for config.method = "lst": (model, trainable, path)."""
+    model = build_model(model_config, num_classes, config.get("lst"))
+    return model, trainable_side, ("encoder",)
