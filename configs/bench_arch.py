@@ -19,9 +19,12 @@ import ml_collections
 
 
 def _model(preset: str, lengths: tuple[int, ...], time_max_len: int, baseline: str = "",
-           **overrides) -> ml_collections.ConfigDict:
+           quadratic: str = "", **overrides) -> ml_collections.ConfigDict:
+    """preset + overrides; baseline: entry its speed/memory ratios use; quadratic: for a chunked
+    GAU, the quadratic entry it is checked against."""
     return ml_collections.ConfigDict(dict(preset=preset, lengths=lengths,
                                           time_max_len=time_max_len, baseline=baseline,
+                                          quadratic=quadratic,
                                           overrides=ml_collections.ConfigDict(overrides)))
 
 
@@ -49,7 +52,8 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.models.gau_alpha_small = _model("gau_alpha_base", lengths + (4096,), 4096,
                                       "roformer_v2_small", **small_gau)
     c.models.gau_alpha_small_chunk256 = _model("gau_alpha_base", lengths + (4096,), 4096,
-                                               "roformer_v2_small", chunk_size=256, **small_gau)
+                                               "roformer_v2_small", "gau_alpha_small",
+                                               chunk_size=256, **small_gau)
     c.results_dir = "experiments/results"
     c.command = "python -m experiments.bench_arch --config configs/bench_arch.py:full"
     if arg == "smoke":
@@ -57,14 +61,14 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         c.min_time_s = 0.0
         c.max_reps = 1
         c.models = ml_collections.ConfigDict()
-        tiny = dict(hidden_size=128, vocab_size=1000)
-        c.models.roformer_v2_tiny = _model("roformer_v2_tiny", (128, 256), 256,
-                                           num_heads=2, key_size=64, intermediate_size=512,
-                                           **tiny)
-        c.models.gau_alpha_tiny = _model("gau_alpha_tiny", (128, 256), 256, "roformer_v2_tiny",
-                                         key_size=64, intermediate_size=256, **tiny)
-        c.models.gau_alpha_tiny_chunk64 = _model("gau_alpha_tiny", (128, 256), 256,
-                                                 "roformer_v2_tiny", key_size=64,
-                                                 intermediate_size=256, chunk_size=64, **tiny)
+        tiny = dict(hidden_size=128, vocab_size=1000, num_layers=2, key_size=64)
+        gau = dict(intermediate_size=256, **tiny)
+        c.models.roformer_v2_tiny = _model("roformer_v2_tiny", (128, 256), 128, num_heads=2,
+                                           intermediate_size=512, **tiny)
+        c.models.gau_alpha_tiny = _model("gau_alpha_tiny", (128, 256), 128, "roformer_v2_tiny",
+                                         **gau)
+        c.models.gau_alpha_tiny_chunk64 = _model("gau_alpha_tiny", (256,), 256,
+                                                 "roformer_v2_tiny", "gau_alpha_tiny",
+                                                 chunk_size=64, **gau)
         c.command = c.command.replace(":full", ":smoke")
     return c

@@ -61,7 +61,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_classes = 0                # 0 = from the task's label set (jsonl: from train.json)
     c.vocab_path = ""                # vocab.txt when init_from has none ("" = char vocab)
     c.classifier_dropout = 0.1       # dropout on [CLS] before the classification Dense
-    c.method_kwargs = ml_collections.ConfigDict()  # options of the method (e.g. LST width)
     c.max_length = 128
     c.batch_size = 32
     c.total_steps = 2000
@@ -86,6 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.lst.head = "side"              # "side" | "up" (up-project) | "gated" (with trunk's h_L)
     c.lst.gate_temperature = 0.1     # T
     c.lst.dropout = 0.1              # side-network dropout
+    c.lst.remat = "full"             # side blocks recomputed in backward: "none" | "full" | "dots"
     c.lst.init = "random"            # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
     c.lst.fisher_examples = 1024     # examples whose squared task-loss grads rank channels
     c.lst.fisher_batch_size = 8      # rows per gradient (1 = exact per-example Fisher)

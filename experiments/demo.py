@@ -22,8 +22,8 @@ from configs import finetune, pretrain
 from gau_jax.train.loop import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output folder")
-_PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 600, "MLM pretraining steps")
-_FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 400, "fine-tuning steps")
+_PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 800, "MLM pretraining steps")
+_FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 600, "fine-tuning steps")
 _PROGRESS = flags.DEFINE_bool("progress", True, "show tqdm progress bars")
 
 
@@ -32,12 +32,13 @@ def demo_configs(pretrain_steps: int, finetune_steps: int, progress: bool = True
     pt = pretrain.get_config("gau_alpha_tiny")
     pt.model.vocab_size = 2000       # characters of People's Daily kept in the vocabulary
     pt.model.scan_layers = False     # unrolled layers: ~2x faster backward on a CPU
-    pt.update(total_steps=pretrain_steps, batch_size=32, max_length=64, learning_rate=3e-3,
-              eval_every_steps=max(pretrain_steps // 3, 1), eval_batches=8,
-              checkpoint_every_steps=max(pretrain_steps // 3, 1), log_every_steps=20,
+    pt.update(total_steps=pretrain_steps, batch_size=32, max_length=64, learning_rate=1e-2,
+              eval_every_steps=max(pretrain_steps // 4, 1), eval_batches=8,
+              checkpoint_every_steps=max(pretrain_steps // 4, 1), log_every_steps=20,
               progress_bar=progress)
     ft = finetune.get_config("task=sentiment,model=gau_alpha_tiny,method=full")
-    ft.update(total_steps=finetune_steps, batch_size=32, max_length=64, learning_rate=2e-3,
+    # AdaFactor's step is relative to each parameter's RMS; the tiny model wants a large one.
+    ft.update(total_steps=finetune_steps, batch_size=32, max_length=64, learning_rate=2e-2,
               eval_every_steps=max(finetune_steps // 4, 1), eval_batches=0,
               checkpoint_every_steps=max(finetune_steps // 2, 1), log_every_steps=20,
               progress_bar=progress)

@@ -4,10 +4,11 @@
         --config configs/length_generalization.py:full --workdir runs/length_generalization
 
 For each block type (roformer_v2, gau), normalisation (softmax, softmax_plus, relu2) and seed, a
-small encoder is trained by whole-word MLM on rows of `train_length` tokens and evaluated on
-windows of each of `eval_lengths` tokens cut from the concatenated held-out documents (the same
-text for every length, so lengths differ only in how much context each token sees). relu2 models
-are evaluated twice: n = the row's own visible length (as trained) and n fixed at train_length.
+small encoder is trained by MLM (token-level masking by default) on rows of `train_length`
+tokens and evaluated on windows of each of `eval_lengths` tokens cut from the concatenated
+held-out documents (the same masked tokens at every length, so lengths differ only in the
+context each token sees); relu2 models are evaluated twice: n = the row's visible length (as
+trained) and n fixed at train_length.
 
     accuracy(L) = Σ_masked [argmax_v h_i·E_v = target_i] / #masked     (tied MLM head)
 
@@ -33,7 +34,7 @@ import optax
 
 from experiments.reporting import machine_line, markdown_table, mean_spread
 from gau_jax.data import sources
-from gau_jax.data.masking import WholeWordMasker
+from gau_jax.data.masking import WholeWordMasker, mask_units
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab
 from gau_jax.models import build_encoder, presets
 from gau_jax.train import optim
@@ -62,15 +63,27 @@ def text_windows(text: str, length: int, count: int, start: int = 0) -> list[str
     return [text[start + i * w: start + (i + 1) * w] for i in range(count)]
 
 
-def mask_rows(tok: ChineseTokenizer, texts: Sequence[str], length: int, seed: int) -> Rows:
-    """Whole-word-masked rows padded to `length` (CONTRACT mlm batch layout)."""
+def mask_rows(tok: ChineseTokenizer, texts: Sequence[str], length: int, seed: int,
+              unit: str = "token") -> Rows:
+    """Masked rows padded to `length` (CONTRACT mlm batch layout); 15% of units, 80/10/10.
+
+    unit "word": whole-word masking (jieba words, gau_jax.data.masking); "token": every token is
+    its own unit (BERT's original masking), through the same mask_units.
+    """
+    if unit not in ("token", "word"):
+        raise ValueError(f"mask_unit={unit!r} is not 'token' or 'word'")
     masker, rng = WholeWordMasker(tok, length), np.random.default_rng(seed)
     out = {k: np.zeros((len(texts), length), np.int32) for k in
            ("input_ids", "segment_ids", "attention_mask", "mlm_targets")}
     out["mlm_weights"] = np.zeros((len(texts), length), np.float32)
     for i, t in enumerate(texts):
-        r = masker(t, rng)
-        n = len(r["input_ids"])
+        ids, units = masker.encode(t)
+        if unit == "token":
+            units = np.where(units >= 0, np.cumsum(units >= 0) - 1, -1)
+        r = dict(zip(("input_ids", "mlm_targets", "mlm_weights"),
+                     mask_units(ids, units, rng, mask_id=tok.mask_id,
+                                random_ids=masker.random_ids), strict=True))
+        n = len(ids)
         out["input_ids"][i, :n], out["attention_mask"][i, :n] = r["input_ids"], 1
         out["mlm_targets"][i, :n], out["mlm_weights"][i, :n] = r["mlm_targets"], r["mlm_weights"]
     out["input_ids"][out["attention_mask"] == 0] = tok.pad_id
@@ -104,6 +117,39 @@ def masked_sums_fn(model, k: int):
     return sums
 
 
+def eval_rows(tok: ChineseTokenizer, text: str, lengths: Sequence[int], n_tokens: int,
+              seed: int, unit: str = "token") -> dict[int, Rows]:
+    """{L: rows}: the SAME masked tokens at every length, cut into [CLS] w [SEP] windows.
+
+    The held-out text is masked once (whole words, in chunks of the longest length), [CLS]/[SEP]
+    dropped to give one token stream; each length cuts it into windows of L-2 tokens. Only the
+    first T stream tokens are scored (T = the fewest any length covers), so every length predicts
+    exactly the same masked tokens and differs only in the context around them.
+    """
+    top = max(lengths)
+    counts = {L: max(1, n_tokens // L) for L in lengths}
+    total = max(counts[L] * (L - 2) for L in lengths)
+    chunks = mask_rows(tok, text_windows(text, top, total // (top - 2) + 2), top, seed, unit)
+    keep = chunks["attention_mask"].astype(bool)
+    keep[:, 0] = False
+    keep[np.arange(len(keep)), keep.sum(1)] = False  # [SEP] (the row's last real token)
+    stream = {k: chunks[k][keep] for k in ("input_ids", "mlm_targets", "mlm_weights")}
+    scored = min(counts[L] * (L - 2) for L in lengths)
+    stream["mlm_weights"][scored:] = 0.0
+    out = {}
+    for L in lengths:
+        w, rows = L - 2, math.ceil(scored / (L - 2))
+        r = {k: np.zeros((rows, L), np.int32) for k in
+             ("input_ids", "segment_ids", "mlm_targets")}
+        r["attention_mask"] = np.ones((rows, L), np.int32)
+        r["mlm_weights"] = np.zeros((rows, L), np.float32)
+        r["input_ids"][:, 0], r["input_ids"][:, -1] = tok.cls_id, tok.sep_id
+        for k in stream:
+            r[k][:, 1:-1] = stream[k][: rows * w].reshape(rows, w)
+        out[L] = r
+    return out
+
+
 def prepare_data(c: ml_collections.ConfigDict) -> tuple[ChineseTokenizer, Rows, dict[int, Rows]]:
     """(tokenizer, training pool of steps·batch rows, {L: evaluation rows})."""
     docs = sources.load_corpus(c.data_dir or None)
@@ -112,13 +158,12 @@ def prepare_data(c: ml_collections.ConfigDict) -> tuple[ChineseTokenizer, Rows, 
     n_eval = max(1, int(len(docs) * c.eval_fraction))
     train_docs, eval_docs = docs[:-n_eval], docs[-n_eval:]
     tok = build_char_vocab(train_docs, c.vocab_size)
-    train_text, eval_text = "".join(train_docs), "".join(eval_docs)
-    w = c.train_length - 2
-    n_pool = min(c.steps * c.batch_size, len(train_text) // w)
+    train_text = "".join(train_docs)
+    n_pool = min(c.steps * c.batch_size, len(train_text) // (c.train_length - 2))
     pool = mask_rows(tok, text_windows(train_text, c.train_length, n_pool), c.train_length,
-                     c.data_seed)
-    evals = {L: mask_rows(tok, text_windows(eval_text, L, max(1, c.eval_tokens // L)), L,
-                          c.data_seed + L) for L in c.eval_lengths}
+                     c.data_seed, c.mask_unit)
+    evals = eval_rows(tok, "".join(eval_docs), c.eval_lengths, c.eval_tokens, c.data_seed + 1,
+                      c.mask_unit)
     return tok, pool, evals
 
 
@@ -243,7 +288,8 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
              f"Command: `{c.command}`", "",
              f"Machine: {machine_line()}. Model size chosen for this CPU: hidden "
              f"{c.hidden_size}; roformer_v2 {dict(c.roformer_v2)}; gau {dict(c.gau)}; char "
-             f"vocabulary {c.vocab_size}. Trained by whole-word MLM at n = {c.train_length} for "
+             f"vocabulary {c.vocab_size}. Trained by MLM ({c.mask_unit}-level masking) at n = "
+             f"{c.train_length} for "
              f"{c.steps} steps × {c.batch_size} rows ({c.optimizer}, lr {c.learning_rate}), "
              f"seeds {seeds}; evaluated on {c.eval_tokens} tokens per length, windows cut from "
              "the concatenated held-out documents. Cells: MLM accuracy %, mean ± sample sd over "

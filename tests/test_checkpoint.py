@@ -136,10 +136,13 @@ def test_finetune_from_pretraining_workdir(tmp_path, uninterrupted):
     # Independent count: one example at a time, argmax vs the label.
     tok, labels = trainer.inputs.tokenizer, json.loads((tmp_path / "ft/labels.json").read_text())
     variables = {"params": trainer.host_state().params}
+    apply = jax.jit(trainer.model.apply)
     hits = 0
     for r in rows:
-        ids = np.asarray([tok.encode(r["sentence"], max_len=16).input_ids], np.int32)
-        logits = trainer.model.apply(variables, ids, np.ones_like(ids), np.zeros_like(ids))
+        ids = np.zeros((1, 16), np.int32)
+        enc = tok.encode(r["sentence"], max_len=16).input_ids
+        ids[0, :len(enc)] = enc
+        logits = apply(variables, ids, (ids > 0).astype(np.int32), np.zeros_like(ids))
         hits += int(np.argmax(logits[0])) == labels.index(r["label"])
     assert trainer.evaluate()["accuracy"] == pytest.approx(hits / len(rows))
     summary = json.loads((tmp_path / "ft/summary.json").read_text())

@@ -15,7 +15,7 @@ Trunk (any encoder preset, dropout off, forward only): h_0 (embeddings) … h_L,
 SideBlock is `encoder.Block` (RoFormerV2 MHA+FFN, or single-head GAU) with an EncoderConfig of the
 side size, so its init is Su's rule with L_s layers. The trunk's params live under "encoder"
 (where init_from loads) and are frozen: `trainable` masks them out so they get no optimizer state.
-With `features=` (cached trunk outputs: [K, b, n, d] = h_0 then the ladder states, see
+With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
 `feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
 """
 
@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gau_jax.layers.initializers import su_init
-from gau_jax.models.encoder import Block, Encoder, EncoderConfig, encoder_config
+from gau_jax.models.encoder import _REMAT, Block, Encoder, EncoderConfig, encoder_config
 from gau_jax.models.presets import BLOCKS, ConfigError
 
 FUSIONS = ("gated", "additive")
@@ -50,6 +50,7 @@ class LSTConfig:
     head: str = "side"                 # "side" | "up" | "gated" (see module docstring)
     gate_temperature: float = 0.1      # T of μ = sigmoid(α/T)
     dropout: float = 0.1               # side-network dropout (hidden and attention)
+    remat: str = "none"                # side blocks: "none" | "full" | "dots" (recompute in bwd)
 
 
 def lst_config(c: Any = None) -> LSTConfig:
@@ -102,6 +103,8 @@ def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
     r = lst.reduction
     if lst.fusion not in FUSIONS:
         raise ConfigError(f"config.lst.fusion={lst.fusion!r} unknown; choose one of {FUSIONS}")
+    if lst.remat not in ("none", *_REMAT):
+        raise ConfigError(f"config.lst.remat={lst.remat!r} unknown; choose none | full | dots")
     if lst.head not in HEADS:
         raise ConfigError(f"config.lst.head={lst.head!r} unknown; choose one of {HEADS}")
     if lst.side_block not in BLOCKS:
@@ -153,29 +156,36 @@ class LadderSideTuning(nn.Module):
                  features: jnp.ndarray | None = None) -> jnp.ndarray:
         cfg, lst = side_config(self.trunk, self.lst), self.lst
         K, d = len(feature_indices(self.trunk, lst)), self.trunk.hidden_size
-        if features is None:
-            if self.use_trunk:
-                out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
-                    input_ids, attention_mask, segment_ids, deterministic=True,
-                    output_hidden_states=True, return_logits=False)
-                idx = jnp.asarray(feature_indices(self.trunk, lst))
-                features = out.hidden_states[idx]
-                self.sow("intermediates", "trunk_features", features)
-            else:  # init of a trunk-less model from token ids: shapes only
-                b, n = input_ids.shape
-                features = jnp.zeros((K, b, n, d), self.trunk.compute_dtype)
-        features = jax.lax.stop_gradient(features)
+        indices = feature_indices(self.trunk, lst)
+        if features is None and self.use_trunk:
+            out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
+                input_ids, attention_mask, segment_ids, deterministic=True,
+                output_hidden_states=True, return_logits=False)
+            hidden = jax.lax.stop_gradient(out.hidden_states)           # [L+1, b, n, d]
+            self.sow("intermediates", "trunk_features", hidden[jnp.asarray(indices)])
+            feature = lambda k: hidden[indices[k]]
+        else:  # cached [b, n, K, d] (zeros of the right shape to init a trunk-less model)
+            if features is None:
+                features = jnp.zeros((*input_ids.shape, K, d), self.trunk.compute_dtype)
+            features = jax.lax.stop_gradient(features)
+            feature = lambda k: features[:, :, k]
         if attention_mask is None:
-            attention_mask = jnp.ones(features.shape[1:3], jnp.int32)
+            attention_mask = jnp.ones(feature(0).shape[:2], jnp.int32)
         dt = cfg.compute_dtype
         init = su_init(cfg.num_layers, cfg.init_order)
-        down = lambda k: nn.Dense(cfg.hidden_size, use_bias=False, dtype=dt,
-                                  param_dtype=jnp.float32, kernel_init=init, name=f"down_{k}")
+
+        def down(k):
+            w = self.param(f"down_{k}", lambda *a: {"kernel": init(*a)}, (d, cfg.hidden_size))
+            h = feature(k)  # in its own dtype: no float32 copy of a bfloat16 cache
+            return jnp.einsum("bnd,de->bne", h, w["kernel"].astype(h.dtype),
+                              preferred_element_type=jnp.float32).astype(dt)
+
         scale = jnp.asarray(residual_scale, jnp.float32)
-        s = down(0)(features[0])
+        s = down(0)
+        block_cls = Block if lst.remat == "none" else nn.remat(Block, policy=_REMAT[lst.remat])
         for i in range(cfg.num_layers):
-            ladder = down(i + 1)(features[i + 1])
-            block = Block(cfg, deterministic, name=f"side_{i}")
+            ladder = down(i + 1)
+            block = block_cls(cfg, deterministic, name=f"side_{i}")
             if lst.fusion == "gated":
                 mu = self.gate(f"gate_{i}").astype(dt)
                 s, _ = block(mu * s + (1 - mu) * ladder, attention_mask, None, scale)
@@ -187,7 +197,7 @@ class LadderSideTuning(nn.Module):
                            kernel_init=su_init(1, 2), name="up")(cls)
         if lst.head == "gated":
             mu = self.gate("head_gate").astype(dt)
-            cls = mu * features[-1][:, 0].astype(dt) + (1 - mu) * cls
+            cls = mu * feature(K - 1)[:, 0].astype(dt) + (1 - mu) * cls
         cls = nn.Dropout(lst.dropout)(cls, deterministic=deterministic)
         return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)
 

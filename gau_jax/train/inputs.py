@@ -8,10 +8,10 @@
               → Classifier-like model, loss = cross-entropy on labels (classification_sums_fn);
               train = shuffled, repeated epochs; dev = one pass, last batch padded (weight 0).
 
-Every run writes DIR/config.json (the encoder's model config) and DIR/vocab.txt, so a workdir
-is itself a valid `init_from` for fine-tuning. Iterators yield this process's rows
-(batch_size / process_count) as numpy dicts in the formats of CONTRACT.md and expose
-get_state() / set_state() for checkpoints.
+Once the workdir's checkpoint (if any) is known to fit, the trainer writes DIR/config.json (the
+encoder's model config) and DIR/vocab.txt, so a workdir is itself a valid `init_from`.
+Iterators yield this process's rows (batch_size / process_count) as numpy dicts in the formats
+of CONTRACT.md and expose get_state() / set_state() for checkpoints.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class Inputs:
     encoder_path: tuple[str, ...] = ("encoder",)
     model_config: ml_collections.ConfigDict | None = None
     tokenizer: ChineseTokenizer | None = None
+    label_names: tuple[str, ...] = ()  # classification: label id → name (DIR/labels.json)
 
 
 def check_task(task: str) -> None:
@@ -71,12 +72,17 @@ def local_batch_size(config: ml_collections.ConfigDict) -> int:
     return config.batch_size // jax.process_count()
 
 
-def write_model_files(workdir: Path, model_config: ml_collections.ConfigDict,
-                      tokenizer: ChineseTokenizer) -> None:
-    """DIR/config.json and DIR/vocab.txt (what init_from and gau_jax.convert read)."""
-    if jax.process_index() == 0:
-        (workdir / "config.json").write_text(model_config.to_json(indent=2) + "\n")
-        tokenizer.save_vocab(workdir / "vocab.txt")
+def write_model_files(workdir: Path, inputs: Inputs) -> None:
+    """DIR/config.json, DIR/vocab.txt (what init_from and gau_jax.convert read), labels.json."""
+    if jax.process_index() != 0:
+        return
+    if inputs.model_config is not None:
+        (workdir / "config.json").write_text(inputs.model_config.to_json(indent=2) + "\n")
+    if inputs.tokenizer is not None:
+        inputs.tokenizer.save_vocab(workdir / "vocab.txt")
+    if inputs.label_names:
+        (workdir / "labels.json").write_text(json.dumps(list(inputs.label_names),
+                                                        ensure_ascii=False) + "\n")
 
 
 def _tokenizer(config, workdir: Path, texts: Callable[[], Iterator[str]],
@@ -103,7 +109,6 @@ def _pretrain_inputs(config, workdir: Path) -> Inputs:
     tok = _tokenizer(config, workdir, lambda: iter(docs))
     config.model.vocab_size = tok.vocab_size
     model = build_encoder(config.model)
-    write_model_files(workdir, config.model, tok)
     common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
                   mask_rate=config.mlm_probability, pack=config.pack,
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads)
@@ -138,14 +143,17 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
         config.model.vocab_size = tok.vocab_size
     num_classes = config.num_classes or spec.num_classes
     method = methods.build_method(config.method, config.model, num_classes, config)
-    write_model_files(workdir, config.model, tok)
-    (workdir / "labels.json").write_text(json.dumps(list(spec.label_names), ensure_ascii=False))
     common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads)
     train = iter(pipeline.classification_dataset(splits["train"], tok, spec, train=True,
                                                  seed=config.seed, **common))
     dev = lambda: pipeline.classification_dataset(splits["dev"], tok, spec, train=False,
                                                   **common)
-    return Inputs(model=method.model, sums_fn=classification_sums_fn(method.model), train=train,
-                  dev_batches=dev, trainable=method.trainable, pretrained=pretrained,
-                  encoder_path=method.encoder_path, model_config=config.model, tokenizer=tok)
+    inputs = Inputs(model=method.model, sums_fn=classification_sums_fn(method.model), train=train,
+                    dev_batches=dev, trainable=method.trainable, pretrained=pretrained,
+                    encoder_path=method.encoder_path, model_config=config.model, tokenizer=tok,
+                    label_names=tuple(spec.label_names))
+    if config.method == "lst" and "lst" in config:  # LST: pruned side init, cached features
+        from gau_jax.train.feature_cache import prepare_lst_inputs
+        inputs = prepare_lst_inputs(inputs, config, workdir, splits, spec)
+    return inputs

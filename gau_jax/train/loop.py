@@ -14,6 +14,7 @@ All input validation happens before the first step.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ class Trainer:
         self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=config.keep_checkpoints,
                                           async_save=config.async_checkpoints)
         self._build_state()
+        inputs_lib.write_model_files(self.workdir, self.inputs)
         self._build_steps()
 
     # --------------------------------------------------------------------------- state
@@ -167,6 +169,9 @@ class Trainer:
         preempted job would); returns and writes the summary."""
         c = self.config
         start, end = self.step(), c.total_steps if stop_at is None else min(stop_at, c.total_steps)
+        done = self.workdir / "summary.json"
+        if start >= c.total_steps and done.exists():  # a finished workdir: nothing to do
+            return json.loads(done.read_text())
         writer = metrics_lib.MetricWriter(self.workdir, tensorboard=c.tensorboard)
         bar = metrics_lib.Progress(start, c.total_steps, desc=c.kind, enabled=c.progress_bar)
         pending, last_train, dev, t0 = [], {}, None, time.time()

@@ -1,0 +1,155 @@
+"""Pruned initialisation of the LST side network from its trunk (LST paper, §3.2).
+
+Importance of a weight θ: Fisher  F(θ) = Σ_batches (∂L_task/∂θ)²  over N examples (batches of B
+rows; B = 1 is the exact empirical Fisher), or magnitude |θ|. A matrix's output channel j has
+importance Σ_i F(W_ij). For every matrix keep the 1/r output channels of largest importance
+(sorted by index); its input rows follow the channels kept upstream:
+
+    residual stream: one index set R (|R| = d/r) for every layer, ranked by the summed column
+      importance of the matrices writing to it (embeddings, attention/FFN/GAU outputs)
+    roformer_v2 layer ℓ: per head, q and k keep the same k/(2r) RoPE pairs (ranked by the pair's
+      q + k importance), v its top k/r; output rows follow v, columns R; FFN: top f/r hidden units
+    gau layer ℓ: U and V share their top e/r channels (U ⊙ AV is elementwise), Z keeps its
+      top s/(2r) RoPE pairs (q_scale / k_scale follow Z), output rows follow U/V, columns R
+    Down_k = the selection matrix of R (Down(h) = h[:, R]).
+
+Side block i starts from trunk layer ℓ(i). Needs side_block = the trunk's block (and, for
+roformer_v2, side_heads = the trunk's heads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gau_jax.models.encoder import EncoderConfig, unstack_layers
+from gau_jax.models.lst import LSTConfig, ladder_layers, side_config
+from gau_jax.models.presets import ConfigError
+
+PyTree = Any
+
+
+def top_channels(importance: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest entries, in increasing index order (ties: lower index)."""
+    order = np.argsort(-np.asarray(importance, np.float64), kind="stable")
+    return np.sort(order[:k])
+
+
+def top_pairs(importance: np.ndarray, k: int) -> np.ndarray:
+    """k channels as k/2 whole RoPE pairs (2p, 2p+1), ranked by the pair's summed importance."""
+    pairs = top_channels(np.asarray(importance).reshape(-1, 2).sum(-1), k // 2)
+    return np.stack([2 * pairs, 2 * pairs + 1], -1).reshape(-1)
+
+
+def prune_dense(w: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """W[rows][:, cols]: for x zero outside `rows`, x[rows] @ W' = (x @ W)[cols]."""
+    return np.asarray(w)[np.ix_(rows, cols)]
+
+
+def per_head(importance: np.ndarray, heads: int, keep: int, pick) -> np.ndarray:
+    """Apply `pick(head_importance, keep)` inside each head's block of columns."""
+    size = importance.shape[0] // heads
+    return np.concatenate([h * size + pick(importance[h * size:(h + 1) * size], keep)
+                           for h in range(heads)])
+
+
+def magnitude_scores(params: PyTree) -> PyTree:
+    """|θ| as importance."""
+    return jax.tree_util.tree_map(lambda x: np.abs(np.asarray(x, np.float32)), params)
+
+
+def fisher_scores(loss_fn: Callable[[PyTree, dict], jax.Array], params: PyTree,
+                  batches: Iterable[dict], num_examples: int = 1024) -> PyTree:
+    """Σ over batches of (∂ loss_fn(params, batch)/∂θ)², until num_examples rows are seen."""
+    grad = jax.jit(jax.grad(loss_fn))
+    total, seen = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), np.float32), params), 0
+    for batch in batches:
+        g = grad(params, batch)
+        total = jax.tree_util.tree_map(lambda t, x: t + np.square(np.asarray(x, np.float32)),
+                                       total, g)
+        seen += int(np.shape(batch["input_ids"])[0])
+        if seen >= num_examples:
+            break
+    if seen == 0:
+        raise ValueError("fisher_scores: no batches (empty training set?)")
+    return total
+
+
+def _cols(x: np.ndarray) -> np.ndarray:
+    """Column importance of a matrix [in, out] (or a vector)."""
+    x = np.asarray(x)
+    return x.sum(0) if x.ndim == 2 else x
+
+
+def _layers(params: PyTree) -> PyTree:
+    return unstack_layers(params) if "layers" in params else params
+
+
+def residual_channels(scores: PyTree, trunk: EncoderConfig, keep: int) -> np.ndarray:
+    """R: top residual channels by embedding + every output matrix's column importance."""
+    s = _layers(scores)
+    imp = _cols(s["embeddings"]["token_embedding"]["embedding"]).astype(np.float64)
+    for i in range(trunk.num_layers):
+        layer = s[f"layers_{i}"]
+        outs = [layer["gau"]["output"]] if trunk.block == "gau" else \
+            [layer["attention"]["output"], layer["ffn"]["output"]]
+        imp = imp + sum(_cols(o["kernel"]) for o in outs)
+    return top_channels(imp, keep)
+
+
+def _prune_layer(w: dict, s: dict, trunk: EncoderConfig, side: EncoderConfig,
+                 res: np.ndarray) -> dict:
+    if trunk.block == "gau":
+        e = trunk.intermediate_size
+        c = _cols(s["gau"]["uvz"]["kernel"])
+        uv = top_channels(c[:e] + c[e:2 * e], side.intermediate_size)
+        z = top_pairs(c[2 * e:], side.key_size)
+        g = w["gau"]
+        return {"gau": {"uvz": d_kernel(g["uvz"]["kernel"], res,
+                                        np.concatenate([uv, e + uv, 2 * e + z])),
+                        "q_scale": {"scale": np.asarray(g["q_scale"]["scale"])[z]},
+                        "k_scale": {"scale": np.asarray(g["k_scale"]["scale"])[z]},
+                        "output": d_kernel(g["output"]["kernel"], uv, res)}}
+    a, sa, h = w["attention"], s["attention"], trunk.num_heads
+    qk = per_head(_cols(sa["query"]["kernel"]) + _cols(sa["key"]["kernel"]), h, side.key_size,
+                  top_pairs)
+    v = per_head(_cols(sa["value"]["kernel"]), h, side.key_size, top_channels)
+    f = top_channels(_cols(s["ffn"]["intermediate"]["kernel"]), side.intermediate_size)
+    attn = {"query": d_kernel(a["query"]["kernel"], res, qk),
+            "key": d_kernel(a["key"]["kernel"], res, qk),
+            "value": d_kernel(a["value"]["kernel"], res, v),
+            "output": d_kernel(a["output"]["kernel"], v, res)}
+    ffn = {"intermediate": d_kernel(w["ffn"]["intermediate"]["kernel"], res, f),
+           "output": d_kernel(w["ffn"]["output"]["kernel"], f, res)}
+    return {"attention": attn, "ffn": ffn}
+
+
+def d_kernel(w, rows, cols) -> dict:
+    return {"kernel": prune_dense(w, rows, cols)}
+
+
+def pruned_side_params(trunk_params: PyTree, scores: PyTree, trunk: EncoderConfig,
+                       lst: LSTConfig) -> dict:
+    """Side params {down_k, side_i} pruned from the trunk (module docstring); the head and the
+    gates are not included (they keep their fresh init)."""
+    side = side_config(trunk, lst)
+    if trunk.use_bias:
+        raise ConfigError("pruned LST init supports bias-free trunks only (model.use_bias=False)")
+    if side.block != trunk.block or (trunk.block == "roformer_v2"
+                                     and side.num_heads != trunk.num_heads):
+        raise ConfigError(f"config.lst.init=fisher|magnitude needs config.lst.side_block="
+                          f"{trunk.block!r} (the trunk's) and, for roformer_v2, side_heads = "
+                          f"{trunk.num_heads}; got {side.block!r} with {side.num_heads} heads")
+    res = residual_channels(scores, trunk, side.hidden_size)
+    w, s = _layers(trunk_params), _layers(scores)
+    select = np.zeros((trunk.hidden_size, side.hidden_size), np.float32)
+    select[res, np.arange(side.hidden_size)] = 1.0
+    out = {f"down_{k}": {"kernel": select} for k in range(side.num_layers + 1)}
+    for i, layer in enumerate(ladder_layers(trunk, lst)):
+        out[f"side_{i}"] = _prune_layer(w[f"layers_{layer}"], s[f"layers_{layer}"], trunk,
+                                        side, res)
+    return jax.tree_util.tree_map(jnp.asarray, out)

@@ -1,0 +1,84 @@
+"""Small versions of the issue-7 experiments: length generalisation and the architecture bench.
+
+Each runs end to end on tiny models (2 lengths, 1 seed, a few steps) and must write well-formed
+results files; the bench's compiled FLOP counts must match the closed-form matmul count within
+10%, and the length-generalisation windows must score the same masked tokens at every length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from configs import bench_arch as bench_config
+from configs import length_generalization as lg_config
+from experiments import bench_arch, length_generalization
+from gau_jax.data import sources
+from gau_jax.data.tokenizer import build_char_vocab
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_rows_score_the_same_tokens_at_every_length():
+    docs = sources.load_corpus(None)[:200]
+    tok = build_char_vocab(docs, 800)
+    rows = length_generalization.eval_rows(tok, "".join(docs), (64, 256), 1024, seed=0)
+    scored = {}
+    for L, r in rows.items():
+        assert r["input_ids"].shape[1] == L
+        assert (r["input_ids"][:, 0] == tok.cls_id).all() and (r["input_ids"][:, -1] ==
+                                                                tok.sep_id).all()
+        w = r["mlm_weights"]
+        assert w[:, [0, -1]].sum() == 0 and w.sum() > 0
+        scored[L] = np.sort(r["mlm_targets"][w > 0])
+    np.testing.assert_array_equal(scored[64], scored[256])
+
+
+@pytest.mark.slow
+def test_length_generalization_smoke(tmp_path):
+    c = lg_config.get_config("smoke")
+    c.results_dir = str(tmp_path / "results")
+    records = length_generalization.run(c, tmp_path / "work")
+    assert {(r["block"], r["variant"]) for r in records} == {
+        (b, v) for b in ("roformer_v2", "gau")
+        for v in ("relu2 (n = row length)", "relu2 (fixed n = 64)")}
+    for r in records:
+        assert set(r["accuracy"]) == {"64", "128"}
+        assert all(0.0 <= a <= 100.0 for a in r["accuracy"].values())
+        assert np.isfinite(r["train_loss"])
+    md = (tmp_path / "results" / "length_generalization.md").read_text()
+    assert "| variant | 64 | 128 |" in md and "## gau" in md and "## roformer_v2" in md
+    assert sum(x.startswith("| relu2 (fixed n = 64) |") for x in md.splitlines()) == 2
+    assert (tmp_path / "results" / "length_generalization.png").read_bytes()[:8] == PNG
+    again = length_generalization.run(c, tmp_path / "work")  # resumes: nothing left to train
+    assert again == records
+
+
+@pytest.mark.slow
+def test_bench_arch_smoke_flops_match_closed_form(tmp_path):
+    c = bench_config.get_config("smoke")
+    c.results_dir = str(tmp_path)
+    records = bench_arch.run(c)
+    assert {(r["model"], r["n"]) for r in records} == {
+        ("roformer_v2_tiny", 128), ("roformer_v2_tiny", 256), ("gau_alpha_tiny", 128),
+        ("gau_alpha_tiny", 256), ("gau_alpha_tiny_chunk64", 256)}
+    for r in records:
+        assert abs(r["flops"] / r["closed_form_flops"] - 1) < 0.10, r
+        assert r["temp_bytes"] > 0 and r["argument_bytes"] > 0
+    timed = [r for r in records if "step_s" in r]
+    assert {(r["model"], r["n"]) for r in timed} == {
+        ("roformer_v2_tiny", 128), ("gau_alpha_tiny", 128), ("gau_alpha_tiny_chunk64", 256)}
+    assert all(r["step_s"] > 0 and r["efficiency"] > 0 for r in timed)
+    gau = next(r for r in records if r["model"] == "gau_alpha_tiny" and r["n"] == 128)
+    assert gau["speed_ratio"] > 0 and gau["memory_ratio"] > 0
+    md = (tmp_path / "arch.md").read_text()
+    assert "## Issue-7 targets" in md and "| gau_alpha_tiny_chunk64 | 256 |" in md
+    assert (tmp_path / "arch.png").read_bytes()[:8] == PNG
+
+
+def test_closed_form_flops_scale_as_expected():
+    cfg = bench_arch.model_config(bench_config.get_config("smoke"), "gau_alpha_tiny")
+    lin = bench_arch.matmul_flops(cfg, 1, 256) - bench_arch.matmul_flops(cfg, 1, 128)
+    # f(n) = a n + b n²: f(256) - 2 f(128) = b (256² - 2·128²) = 2·b·128², b = 3·L·2(s+e)
+    b = 3 * cfg.num_layers * 2 * (cfg.key_size + cfg.intermediate_size)
+    assert lin - bench_arch.matmul_flops(cfg, 1, 128) == pytest.approx(b * 2 * 128**2)

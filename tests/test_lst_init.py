@@ -1,0 +1,92 @@
+"""Pruned LST init: top-importance channels (NumPy reference), linear reproduction on kept
+channels, side params that fit the model, Fisher = Σ squared grads."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gau_jax.models import get_model_config
+from gau_jax.models.encoder import encoder_config
+from gau_jax.models.lst import LSTConfig, build_model
+from gau_jax.models.lst_init import (
+    fisher_scores,
+    magnitude_scores,
+    per_head,
+    prune_dense,
+    pruned_side_params,
+    top_channels,
+    top_pairs,
+)
+from gau_jax.models.presets import ConfigError
+
+
+def test_top_channels_match_numpy_reference():
+    rng = np.random.default_rng(0)
+    imp = rng.random(32)
+    got = top_channels(imp, 8)
+    want = sorted(range(32), key=lambda j: -imp[j])[:8]
+    np.testing.assert_array_equal(got, sorted(want))
+    pair_imp = imp.reshape(16, 2).sum(1)
+    best = sorted(sorted(range(16), key=lambda p: -pair_imp[p])[:4])
+    np.testing.assert_array_equal(top_pairs(imp, 8), np.ravel([[2 * p, 2 * p + 1] for p in best]))
+    heads = per_head(imp, 4, 2, top_channels)
+    for h in range(4):
+        block = imp[8 * h:8 * h + 8]
+        np.testing.assert_array_equal(heads[2 * h:2 * h + 2] - 8 * h,
+                                      np.sort(np.argsort(-block)[:2]))
+
+
+def test_pruned_linear_reproduces_trunk_on_kept_channels():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(16, 24))
+    rows, cols = top_channels(rng.random(16), 4), top_channels(np.abs(w).sum(0), 6)
+    x = np.zeros((3, 16))
+    x[:, rows] = rng.normal(size=(3, 4))
+    np.testing.assert_allclose(x[:, rows] @ prune_dense(w, rows, cols), (x @ w)[:, cols])
+
+
+def test_fisher_is_sum_of_squared_grads():
+    params = {"w": jnp.arange(3.0)}
+    batches = [{"input_ids": np.ones((2, 1)), "x": np.array([1.0, 2.0, 3.0]) * k}
+               for k in (1, 2, 3)]
+    loss = lambda p, b: jnp.sum(p["w"] * b["x"]) ** 2 / 2
+    got = fisher_scores(loss, params, batches, num_examples=4)  # stops after 2 batches
+    want = sum((float(np.dot(np.arange(3.0), b["x"])) * b["x"]) ** 2 for b in batches[:2])
+    np.testing.assert_allclose(got["w"], want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["gau_alpha_tiny", "roformer_v2_tiny"])
+def test_pruned_side_params_fit_the_model(preset):
+    c = get_model_config(preset)
+    c.update(vocab_size=30)
+    lst = LSTConfig(reduction=2, side_layers=2, dropout=0.0,
+                    side_block="gau" if preset.startswith("gau") else "roformer_v2")
+    model = build_model(c, 2, lst)
+    ids = jnp.ones((1, 8), jnp.int32)
+    params = model.init(jax.random.PRNGKey(0), ids)["params"]
+    trunk = encoder_config(c)
+    side = pruned_side_params(params["encoder"], magnitude_scores(params["encoder"]), trunk, lst)
+    fresh = {k: v for k, v in params.items() if k in side}
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_equal(a.shape, b.shape), fresh, side)
+    # residual channels kept = top of |E| + Σ_layers |W_out| column sums (NumPy reference)
+    enc = params["encoder"]
+    imp = np.abs(np.asarray(enc["embeddings"]["token_embedding"]["embedding"])).sum(0)
+    outs = [("gau", "output")] if preset.startswith("gau") else \
+        [("attention", "output"), ("ffn", "output")]
+    for a, b in outs:
+        imp = imp + np.abs(np.asarray(enc["layers"][a][b]["kernel"])).sum(axis=(0, 1))
+    kept = np.nonzero(np.asarray(side["down_0"]["kernel"]).sum(1))[0]
+    np.testing.assert_array_equal(kept, np.sort(np.argsort(-imp)[:32]))
+    merged = {**params, **side}
+    out = model.apply({"params": merged}, ids)
+    assert out.shape == (1, 2) and np.all(np.isfinite(out))
+
+
+def test_pruned_init_needs_matching_side_block():
+    c = get_model_config("gau_alpha_tiny")
+    with pytest.raises(ConfigError, match="side_block"):
+        trunk = encoder_config(c)
+        fake = {"embeddings": {}}
+        pruned_side_params(fake, fake, trunk, LSTConfig(reduction=2, side_block="roformer_v2",
+                                                        side_heads=1))

@@ -1,0 +1,69 @@
+"""LoRA / adapters / BitFit: unchanged output at init, the right leaves train, clear errors."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.train.methods import build_method
+
+
+def cfg(block="gau"):
+    c = get_model_config("gau_alpha_tiny" if block == "gau" else "roformer_v2_tiny")
+    c.update(vocab_size=40, num_layers=2, hidden_dropout=0.0, attention_dropout=0.0)
+    return c
+
+
+IDS = (np.arange(24).reshape(2, 12) % 37 + 3).astype(np.int32)
+
+
+def leaves_where(mask, params):
+    return {"/".join(str(getattr(k, "key", k)) for k in p)
+            for p, m in jax.tree_util.tree_flatten_with_path(mask)[0] if m}
+
+
+@pytest.mark.parametrize("block", ["gau", "roformer_v2"])
+def test_lora_zero_b_leaves_output_unchanged(block):
+    config = ml_collections.ConfigDict({"lora": {"rank": 2, "alpha": 4.0,
+                                                 "targets": ("query", "value", "uvz")}})
+    spec = build_method("lora", cfg(block), 3, config)
+    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    assert spec.encoder_path == ("base", "encoder")
+    plain = Classifier(build_encoder(cfg(block)), 3)
+    want = plain.apply({"params": p["base"]}, IDS)
+    np.testing.assert_allclose(spec.model.apply({"params": p}, IDS), want, rtol=1e-6, atol=1e-6)
+    trained = leaves_where(spec.trainable(p), p)
+    assert trained and all(k.startswith(("base/classifier", "layers")) or "/A" in k or "/B" in k
+                           for k in trained)
+    assert not any(k.startswith("base/encoder") for k in trained)
+    # a nonzero B changes the output: the update is really applied
+    p2 = jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 0.1 if str(getattr(path[-1], "key", "")).endswith("/B") else x, p)
+    assert not np.allclose(spec.model.apply({"params": p2}, IDS), want)
+
+
+def test_adapter_identity_at_init_and_mask():
+    config = ml_collections.ConfigDict({"adapter_size": 8})
+    spec = build_method("adapter", cfg(), 3, config)
+    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    plain = Classifier(build_encoder(cfg()), 3)
+    q = {"classifier": p["classifier"],
+         "encoder": {k: v for k, v in p["encoder"].items() if k != "layers"}}
+    q["encoder"]["layers"] = {k: v for k, v in p["encoder"]["layers"].items()
+                              if not k.startswith("Adapter")}
+    np.testing.assert_allclose(spec.model.apply({"params": p}, IDS),
+                               plain.apply({"params": q}, IDS), rtol=1e-6, atol=1e-6)
+    trained = leaves_where(spec.trainable(p), p)
+    assert trained == {k for k in trained if "Adapter" in k or k.startswith("classifier")}
+    assert any("Adapter" in k for k in trained)
+
+
+def test_bitfit_biases_only_and_pretrained_error():
+    spec = build_method("bitfit", cfg(), 3, ml_collections.ConfigDict({"init_from": ""}))
+    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    trained = leaves_where(spec.trainable(p), p)
+    assert any(k.endswith("bias") and k.startswith("encoder") for k in trained)
+    assert all(k.endswith("bias") or k.startswith("classifier") for k in trained)
+    with pytest.raises(ValueError, match="has no biases"):
+        build_method("bitfit", cfg(), 3, ml_collections.ConfigDict({"init_from": "runs/x"}))
