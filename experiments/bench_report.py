@@ -116,6 +116,9 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=name)
         ax.set(xscale="log", xlabel="sequence length n", ylabel=label)
+        ns = sorted({r["n"] for r in records})
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
         if log:
             ax.set_yscale("log")
         ax.legend(fontsize=7)

@@ -317,6 +317,7 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
                             yerr=[s[L][1] for L in lengths], marker="o", capsize=3, label=v)
         ax.set(xscale="log", xlabel="test length n", ylabel="MLM accuracy %", title=b)
         ax.set_xticks([int(L) for L in lengths], lengths)
+        ax.minorticks_off()
         ax.axvline(c.train_length, color="grey", ls=":", lw=1)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -161,30 +161,37 @@ class LadderSideTuning(nn.Module):
             out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
                 input_ids, attention_mask, segment_ids, deterministic=True,
                 output_hidden_states=True, return_logits=False)
-            hidden = jax.lax.stop_gradient(out.hidden_states)           # [L+1, b, n, d]
-            self.sow("intermediates", "trunk_features", hidden[jnp.asarray(indices)])
-            feature = lambda k: hidden[indices[k]]
+            source = jax.lax.stop_gradient(out.hidden_states)           # [L+1, b, n, d]
+            self.sow("intermediates", "trunk_features", source[jnp.asarray(indices)])
+            if indices != tuple(range(K)):
+                source = source[jnp.asarray(indices)]                 # [K, b, n, d]
+            source = source[:K]
+            take = lambda src, k: src[k]
+            project = lambda x, w: jnp.einsum("kbnd,kde->kbne", x, w,
+                                              preferred_element_type=jnp.float32)
         else:  # cached [b, n, K, d] (zeros of the right shape to init a trunk-less model)
             if features is None:
                 features = jnp.zeros((*input_ids.shape, K, d), self.trunk.compute_dtype)
-            features = jax.lax.stop_gradient(features)
-            feature = lambda k: features[:, :, k]
+            source = jax.lax.stop_gradient(features)
+            take = lambda src, k: src[:, :, k]
+            project = lambda x, w: jnp.einsum("bnkd,kde->kbne", x, w,
+                                              preferred_element_type=jnp.float32)
         if attention_mask is None:
-            attention_mask = jnp.ones(feature(0).shape[:2], jnp.int32)
+            attention_mask = jnp.ones(take(source, 0).shape[:2], jnp.int32)
         dt = cfg.compute_dtype
         init = su_init(cfg.num_layers, cfg.init_order)
 
-        def down(k):
-            w = self.param(f"down_{k}", lambda *a: {"kernel": init(*a)}, (d, cfg.hidden_size))
-            h = feature(k)  # in its own dtype: no float32 copy of a bfloat16 cache
-            return jnp.einsum("bnd,de->bne", h, w["kernel"].astype(h.dtype),
-                              preferred_element_type=jnp.float32).astype(dt)
-
+        # All Down_k in one einsum over the stacked kernels, reading the features in their own
+        # dtype (f32 accumulation): the weight gradient then reads `source` (an argument, or the
+        # trunk output) directly instead of keeping a converted copy of every ladder input.
+        kernels = jnp.stack([self.param(f"down_{k}", lambda *a: {"kernel": init(*a)},
+                                        (d, cfg.hidden_size))["kernel"] for k in range(K)])
+        ladders = project(source, kernels.astype(source.dtype)).astype(dt)   # [K, b, n, d_s]
         scale = jnp.asarray(residual_scale, jnp.float32)
-        s = down(0)
+        s = ladders[0]
         block_cls = Block if lst.remat == "none" else nn.remat(Block, policy=_REMAT[lst.remat])
         for i in range(cfg.num_layers):
-            ladder = down(i + 1)
+            ladder = ladders[i + 1]
             block = block_cls(cfg, deterministic, name=f"side_{i}")
             if lst.fusion == "gated":
                 mu = self.gate(f"gate_{i}").astype(dt)
@@ -197,7 +204,7 @@ class LadderSideTuning(nn.Module):
                            kernel_init=su_init(1, 2), name="up")(cls)
         if lst.head == "gated":
             mu = self.gate("head_gate").astype(dt)
-            cls = mu * feature(K - 1)[:, 0].astype(dt) + (1 - mu) * cls
+            cls = mu * take(source, K - 1)[:, 0].astype(dt) + (1 - mu) * cls
         cls = nn.Dropout(lst.dropout)(cls, deterministic=deterministic)
         return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)
 

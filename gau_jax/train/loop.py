@@ -193,6 +193,9 @@ class Trainer:
                 if step % c.checkpoint_every_steps == 0 or step == end:
                     self._save(step)
         bar.close()
+        if dev is None and start >= c.total_steps:  # finished before summary.json was written
+            with self._mesh_context():
+                dev = self.evaluate()
         self.ckpt.wait()
         writer.close()
         summary = {"step": self.step(), "train_loss": last_train.get("loss"),
