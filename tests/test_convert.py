@@ -218,3 +218,13 @@ def test_unrecognised_folders(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConvertError, match="neither"):
         detect_format(tmp_path)
+
+
+def test_init_from_reads_a_released_hf_folder_directly(tmp_path):
+    """One-command fine-tuning: config.init_from may name the downloaded port folder itself."""
+    from gau_jax.train.checkpoint import load_pretrained as init_from
+
+    cfg, params = _hf_folder(tmp_path, "roformer_v2")
+    raw, cfg_dict, vocab = init_from(tmp_path / "hf")
+    assert cfg_dict["block"] == "roformer_v2" and vocab == tmp_path / "hf" / "vocab.txt"
+    _assert_same(params, raw)

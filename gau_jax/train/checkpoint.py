@@ -160,6 +160,13 @@ def load_pretrained(init_from: str | Path) -> tuple[PyTree, dict, Path | None]:
 
 def _load_pretrained(init_from: str | Path) -> tuple[PyTree, dict, Path | None]:
     root = Path(init_from)
+    if root.is_dir() and not (root / "checkpoints").is_dir():
+        from gau_jax import pretrained  # a released checkpoint (HF port or bert4keras) as is
+
+        if pretrained.detect_format(root) in ("hf", "bert4keras"):
+            cfg, params, vocab = pretrained.load_params(root)
+            logging.info("init_from: imported %s checkpoint %s", cfg.block, root)
+            return params, cfg.to_dict(), vocab
     cfg_file = root / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"config.init_from={init_from}: {cfg_file} not found (expected a "
