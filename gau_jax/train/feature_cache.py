@@ -35,7 +35,7 @@ from gau_jax.models import Classifier, build_encoder
 from gau_jax.models.encoder import Encoder, encoder_config
 from gau_jax.models.lst import build_model, feature_indices, frozen_trunk_config, lst_config
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
-from gau_jax.train.step import _weighted_sums
+from gau_jax.train.step import weighted_sums
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -155,7 +155,7 @@ def cached_sums_fn(model):
         logits = model.apply({"params": params}, None, batch["attention_mask"],
                              deterministic=not train, rngs={"dropout": rng},
                              features=batch["features"], **kw)
-        return _weighted_sums(logits, batch["labels"], batch["weights"])
+        return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums
 

@@ -32,7 +32,7 @@ def _model_kwargs(residual_scale):
     return {} if residual_scale is None else {"residual_scale": residual_scale}
 
 
-def _weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> dict:
+def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> dict:
     logits = logits.astype(jnp.float32)
     xent = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     weights = weights.astype(jnp.float32)
@@ -48,7 +48,7 @@ def mlm_sums_fn(model) -> SumsFn:
         out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                           batch["segment_ids"], deterministic=not train, return_logits=True,
                           rngs={"dropout": rng}, **_model_kwargs(residual_scale))
-        return _weighted_sums(out.logits, batch["mlm_targets"], batch["mlm_weights"])
+        return weighted_sums(out.logits, batch["mlm_targets"], batch["mlm_weights"])
 
     return sums
 
@@ -60,7 +60,7 @@ def classification_sums_fn(model) -> SumsFn:
         logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                              batch["segment_ids"], deterministic=not train,
                              rngs={"dropout": rng}, **_model_kwargs(residual_scale))
-        return _weighted_sums(logits, batch["labels"], batch["weights"])
+        return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums
 
