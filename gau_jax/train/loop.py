@@ -185,7 +185,7 @@ class Trainer:
                     pending = []
                     last_train["steps_per_s"] = bar.steps_per_second(step)
                     writer.write(step, "train", last_train)
-                bar.update(step, loss=last_train.get("loss", float("nan")))
+                bar.update(step, **({"loss": last_train["loss"]} if "loss" in last_train else {}))
                 if step % c.eval_every_steps == 0 or step == c.total_steps:
                     dev = self.evaluate()
                     writer.write(step, "dev", dev)
