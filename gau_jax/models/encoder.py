@@ -29,7 +29,7 @@ from gau_jax.layers.initializers import su_init
 from gau_jax.layers.norms import rms_norm
 from gau_jax.models import presets
 
-_REMAT = {"full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
+CHECKPOINT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +167,8 @@ class Encoder(nn.Module):
         scale = jnp.asarray(residual_scale, jnp.float32)
         block = Block
         if c.remat != "none":
-            block = nn.remat(Block, policy=_REMAT[c.remat], prevent_cse=not c.scan_layers)
+            block = nn.remat(Block, policy=CHECKPOINT_POLICIES[c.remat],
+                             prevent_cse=not c.scan_layers)
         if c.scan_layers:
             stack = nn.scan(block, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},

@@ -29,7 +29,13 @@ import jax
 import jax.numpy as jnp
 
 from gau_jax.layers.initializers import su_init
-from gau_jax.models.encoder import _REMAT, Block, Encoder, EncoderConfig, encoder_config
+from gau_jax.models.encoder import (
+    CHECKPOINT_POLICIES,
+    Block,
+    Encoder,
+    EncoderConfig,
+    encoder_config,
+)
 from gau_jax.models.presets import BLOCKS, ConfigError
 
 FUSIONS = ("gated", "additive")
@@ -103,7 +109,7 @@ def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
     r = lst.reduction
     if lst.fusion not in FUSIONS:
         raise ConfigError(f"config.lst.fusion={lst.fusion!r} unknown; choose one of {FUSIONS}")
-    if lst.remat not in ("none", *_REMAT):
+    if lst.remat not in ("none", *CHECKPOINT_POLICIES):
         raise ConfigError(f"config.lst.remat={lst.remat!r} unknown; choose none | full | dots")
     if lst.head not in HEADS:
         raise ConfigError(f"config.lst.head={lst.head!r} unknown; choose one of {HEADS}")
@@ -189,7 +195,9 @@ class LadderSideTuning(nn.Module):
         ladders = project(source, kernels.astype(source.dtype)).astype(dt)   # [K, b, n, d_s]
         scale = jnp.asarray(residual_scale, jnp.float32)
         s = ladders[0]
-        block_cls = Block if lst.remat == "none" else nn.remat(Block, policy=_REMAT[lst.remat])
+        block_cls = Block
+        if lst.remat != "none":
+            block_cls = nn.remat(Block, policy=CHECKPOINT_POLICIES[lst.remat])
         for i in range(cfg.num_layers):
             ladder = ladders[i + 1]
             block = block_cls(cfg, deterministic, name=f"side_{i}")
