@@ -6,8 +6,9 @@
 `arg` is "full" (the run in experiments/results/length_generalization.md; ~4-5 min per run,
 ~1 h on a shared 2-core CPU) or "smoke" (tests: 2 lengths, 1 seed, a few steps). A small model
 of each block type is trained by MLM at `train_length` tokens with each normalisation, then
-evaluated on windows of `eval_lengths` tokens cut from held-out documents (concatenated). relu2 models are also
-evaluated with a fixed n = train_length (`attention_fixed_n`), Su's second finding.
+evaluated on windows of `eval_lengths` tokens cut from held-out documents (concatenated). relu2
+models are also evaluated with a fixed n = train_length (`attention_fixed_n`), Su's second
+finding.
 """
 
 from __future__ import annotations
