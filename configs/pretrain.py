@@ -28,7 +28,9 @@ def get_config(arg: str = "gau_alpha_tiny") -> ml_collections.ConfigDict:
     c.vocab_path = ""                # vocab.txt to use; "" = build a char vocab from the corpus
     c.max_length = 128               # tokens per MLM row
     c.pack = True                    # concatenate documents and cut rows of max_length tokens
-    c.mlm_probability = 0.15         # fraction of tokens predicted (80/10/10 mask/random/keep)
+    c.mlm_probability = 0.15         # fraction of units predicted (80/10/10 mask/random/keep)
+    c.mask_unit = "word"             # "word": whole jieba words; "token": single tokens
+    c.max_predictions = 0            # >0: score only this many masked tokens a row (faster head)
     c.dev_documents = 500            # documents held out of the corpus for MLM dev accuracy
     c.batch_size = 64
     c.total_steps = 10000

@@ -27,10 +27,8 @@ import time
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from experiments.reporting import machine_line, markdown_table, mean_spread
 from gau_jax.data import sources
@@ -70,16 +68,12 @@ def mask_rows(tok: ChineseTokenizer, texts: Sequence[str], length: int, seed: in
     unit "word": whole-word masking (jieba words, gau_jax.data.masking); "token": every token is
     its own unit (BERT's original masking), through the same mask_units.
     """
-    if unit not in ("token", "word"):
-        raise ValueError(f"mask_unit={unit!r} is not 'token' or 'word'")
-    masker, rng = WholeWordMasker(tok, length), np.random.default_rng(seed)
+    masker, rng = WholeWordMasker(tok, length, unit=unit), np.random.default_rng(seed)
     out = {k: np.zeros((len(texts), length), np.int32) for k in
            ("input_ids", "segment_ids", "attention_mask", "mlm_targets")}
     out["mlm_weights"] = np.zeros((len(texts), length), np.float32)
     for i, t in enumerate(texts):
         ids, units = masker.encode(t)
-        if unit == "token":
-            units = np.where(units >= 0, np.cumsum(units >= 0) - 1, -1)
         r = dict(zip(("input_ids", "mlm_targets", "mlm_weights"),
                      mask_units(ids, units, rng, mask_id=tok.mask_id,
                                 random_ids=masker.random_ids), strict=True))
@@ -93,28 +87,6 @@ def mask_rows(tok: ChineseTokenizer, texts: Sequence[str], length: int, seed: in
 def head_rows(rows: Rows) -> int:
     """Rows of the tied head per sequence: enough for the most-masked row, a multiple of 8."""
     return int(8 * math.ceil(max(1.0, rows["mlm_weights"].sum(1).max()) / 8))
-
-
-def masked_sums_fn(model, k: int):
-    """sums_fn for gau_jax.train.step: MLM sums over the k highest-weight (masked) positions."""
-
-    def sums(params, batch, rng, residual_scale, train):
-        kw = {} if residual_scale is None else {"residual_scale": residual_scale}
-        kw |= {} if rng is None else {"rngs": {"dropout": rng}}
-        out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                          batch["segment_ids"], deterministic=not train, return_logits=False,
-                          **kw)
-        w, idx = jax.lax.top_k(batch["mlm_weights"].astype(jnp.float32), k)
-        h = jnp.take_along_axis(out.last_hidden_state, idx[..., None], axis=1)
-        table = params["embeddings"]["token_embedding"]["embedding"]
-        logits = jnp.einsum("bkd,vd->bkv", h, table.astype(h.dtype),
-                            preferred_element_type=jnp.float32)
-        targets = jnp.take_along_axis(batch["mlm_targets"], idx, axis=1)
-        xent = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-        hit = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
-        return {"loss": jnp.sum(w * xent), "weight": jnp.sum(w), "correct": jnp.sum(w * hit)}
-
-    return sums
 
 
 def eval_rows(tok: ChineseTokenizer, text: str, lengths: Sequence[int], n_tokens: int,
@@ -171,7 +143,8 @@ def evaluate(model, params, rows: Rows, batch_tokens: int) -> float:
     """MLM accuracy (%) over all masked tokens of `rows`."""
     n = rows["input_ids"].shape[1]
     bs = max(1, batch_tokens // n)
-    fn = jax.jit(lambda p, b: masked_sums_fn(model, head_rows(rows))(p, b, None, None, False))
+    sums = train_step.mlm_sums_fn(model, head_rows(rows))
+    fn = jax.jit(lambda p, b: sums(p, b, None, None, False))
     correct = weight = 0.0
     for i in range(0, len(rows["input_ids"]), bs):
         s = fn(params, {k: v[i: i + bs] for k, v in rows.items()})
@@ -187,7 +160,7 @@ def train_one(c: ml_collections.ConfigDict, block: str, norm: str, seed: int, po
     tx = optim.make_optimizer(c.optimizer, schedule, weight_decay=c.weight_decay,
                               grad_clip_norm=c.grad_clip_norm)
     ramp = int(c.steps * c.residual_ramp_fraction) if block == "roformer_v2" else 0
-    step = jax.jit(train_step.make_train_step(masked_sums_fn(model, head_rows(pool)), tx,
+    step = jax.jit(train_step.make_train_step(train_step.mlm_sums_fn(model, head_rows(pool)), tx,
                                               residual_ramp_steps=ramp), donate_argnums=0)
     st = train_state.create_state(params, tx, seed)
     rng, order, hist = np.random.default_rng(seed), np.zeros(0, np.int64), []

@@ -90,3 +90,34 @@ def test_pruned_init_needs_matching_side_block():
         fake = {"embeddings": {}}
         pruned_side_params(fake, fake, trunk, LSTConfig(reduction=2, side_block="roformer_v2",
                                                         side_heads=1))
+
+
+def test_trainer_starts_from_the_pruned_side(tmp_path):
+    """Inputs.post_init puts the magnitude-pruned side into the Trainer's first state; the trunk
+    and the fresh head are those of a random-init run with the same seed."""
+    from configs import finetune
+    from gau_jax.train.loop import Trainer
+
+    def trainer(init):
+        c = finetune.get_config("task=sentiment,model=gau_alpha_tiny,method=lst")
+        c.model.update(num_layers=2, vocab_size=60)
+        c.lst.update(reduction=4, side_layers=2, init=init, dropout=0.0)
+        c.update(total_steps=1, batch_size=4, max_length=16, progress_bar=False,
+                 tensorboard=False, async_checkpoints=False)
+        return Trainer(c, tmp_path / init)
+
+    pruned, rand = trainer("magnitude"), trainer("random")
+    try:
+        p, r = pruned.host_state().params, rand.host_state().params
+    finally:
+        pruned.close(), rand.close()
+    trunk = encoder_config(pruned.config.model)
+    lst = LSTConfig(reduction=4, side_layers=2, dropout=0.0, side_block="gau")
+    want = pruned_side_params(r["encoder"], magnitude_scores(r["encoder"]), trunk, lst)
+    assert set(want) < set(p)
+    for key in p:
+        expect = want.get(key, r[key])  # pruned where the init defines it, else the fresh init
+        jax.tree_util.tree_map(np.testing.assert_array_equal, p[key], expect)
+    assert any(not np.array_equal(a, b) for a, b in zip(
+        jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves({k: r[k] for k in want}),
+        strict=True))

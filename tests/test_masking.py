@@ -83,3 +83,23 @@ def test_masking_is_deterministic_per_rng(masker):
     b = masker(text, np.random.default_rng(3))
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert a["input_ids"].dtype == np.int32 and a["mlm_weights"].dtype == np.float32
+
+
+def test_token_unit_masks_single_tokens_at_rate(sample):
+    masker = WholeWordMasker(small_tokenizer(), max_len=128, unit="token")
+    rng = np.random.default_rng(1)
+    picked = total = 0
+    for text in sample[:200]:
+        ids, units = masker.encode(text)
+        ordinary = units >= 0
+        assert units[ordinary].tolist() == list(range(ordinary.sum()))  # one unit per token
+        _, _, weights = mask_units(ids, units, rng, mask_id=masker.tokenizer.mask_id,
+                                   random_ids=masker.random_ids)
+        assert weights[~ordinary].sum() == 0
+        picked, total = picked + weights.sum(), total + ordinary.sum()
+    assert abs(picked / total - 0.15) < 0.01, picked / total
+
+
+def test_unknown_mask_unit_is_an_error():
+    with pytest.raises(ValueError, match="mask_unit='char'"):
+        WholeWordMasker(small_tokenizer(), max_len=16, unit="char")

@@ -121,3 +121,41 @@ def test_roformer_v2_bfloat16_with_residual_ramp():
     one = inputs.sums_fn(params, batch, jax.random.PRNGKey(0), 1.0, False)
     at = lambda s: float(s["loss"] / s["weight"])
     assert abs(at(zero) - losses[0]) < 1e-2 < abs(at(one) - losses[0])
+
+
+def _numpy_mlm_sums(logits, targets, weights):
+    """Reference Σ w·xent, Σ w, Σ w·hit from full [b, n, V] logits (float64)."""
+    logits = np.asarray(logits, np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    xent = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    hit = logits.argmax(-1) == targets
+    return {"loss": (weights * xent).sum(), "weight": weights.sum(),
+            "correct": (weights * hit).sum()}
+
+
+def test_max_predictions_scores_only_the_top_k_masked_tokens():
+    from gau_jax.train.step import mlm_sums_fn
+
+    config = tiny_pretrain_config()
+    inputs = synthetic_inputs(config)
+    batch = SyntheticMLM(8, 16, seed=3).batch(0)
+    params = inputs.model.init(jax.random.PRNGKey(0), batch["input_ids"])["params"]
+    logits = inputs.model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
+                                batch["segment_ids"]).logits
+    w = batch["mlm_weights"]
+    most = int(w.sum(1).max())
+    full = _numpy_mlm_sums(logits, batch["mlm_targets"], w)
+    for k in (most, 16):  # k covers every masked token: the same sums as the full head
+        got = mlm_sums_fn(inputs.model, k)(params, batch, None, None, False)
+        for key in full:
+            np.testing.assert_allclose(float(got[key]), full[key], rtol=1e-5)
+    k = 2  # fewer slots than masked tokens: the first k masked positions of each row count
+    keep = np.zeros_like(w)
+    for i, row in enumerate(w):
+        keep[i, np.flatnonzero(row)[:k]] = 1.0
+    ref = _numpy_mlm_sums(logits, batch["mlm_targets"], keep)
+    got = mlm_sums_fn(inputs.model, k)(params, batch, None, None, False)
+    assert ref["weight"] < full["weight"]
+    for key in ref:
+        np.testing.assert_allclose(float(got[key]), ref[key], rtol=1e-5)

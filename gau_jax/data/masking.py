@@ -8,6 +8,7 @@ so E[n] = 15% of words exactly) are picked uniformly without replacement. Each p
 whole, is replaced by [MASK] with p=0.8, by random ordinary tokens with p=0.1, kept with p=0.1.
 Targets are the original ids at the picked positions (weight 1.0) and 0 (weight 0.0) elsewhere,
 so unmasked positions never enter the loss. [CLS]/[SEP] are never picked.
+With unit="token" every ordinary token is its own unit (BERT's original token-level masking).
 """
 
 from __future__ import annotations
@@ -80,11 +81,20 @@ def mask_units(input_ids: np.ndarray, units: np.ndarray, rng: np.random.Generato
     return masked, targets, weights
 
 
-class WholeWordMasker:
-    """text -> dict(input_ids, mlm_targets, mlm_weights) of one [CLS] text [SEP] sequence."""
+MASK_UNITS = ("word", "token")
 
-    def __init__(self, tokenizer: ChineseTokenizer, max_len: int | None, mask_rate: float = 0.15):
+
+class WholeWordMasker:
+    """text -> dict(input_ids, mlm_targets, mlm_weights) of one [CLS] text [SEP] sequence.
+
+    unit "word" masks whole jieba words; "token" masks single tokens."""
+
+    def __init__(self, tokenizer: ChineseTokenizer, max_len: int | None, mask_rate: float = 0.15,
+                 unit: str = "word"):
+        if unit not in MASK_UNITS:
+            raise ValueError(f"mask_unit={unit!r} is not one of {MASK_UNITS}")
         self.tokenizer, self.max_len, self.mask_rate = tokenizer, max_len, mask_rate
+        self.unit = unit
         self.random_ids = tokenizer.normal_token_ids()
         self.specials = np.asarray(sorted({tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id,
                                            tokenizer.mask_id}), dtype=np.int32)
@@ -94,6 +104,8 @@ class WholeWordMasker:
         enc = self.tokenizer.encode(text, max_len=self.max_len)
         ids = np.asarray(enc.input_ids, dtype=np.int32)
         special = np.asarray([s is None for s in enc.sequence_ids])
+        if self.unit == "token":
+            return ids, np.where(special, -1, np.cumsum(~special) - 1)
         cont = np.asarray([t.startswith("##") for t in enc.tokens])
         units = word_units(enc.offsets, special, jieba_word_spans(text), len(text), cont)
         return ids, units

@@ -184,8 +184,11 @@ def mlm_dataset(texts: Any, tokenizer: ChineseTokenizer, *, batch_size: int, max
                 seed: int = 0, mask_rate: float = 0.15, pack: bool = False,
                 train: bool = True, num_epochs: int | None = None, pad_multiple: int = 32,
                 text_field: str = "text", shard_index: int | None = None,
-                shard_count: int | None = None, num_threads: int = 4) -> grain.IterDataset:
-    """Whole-word-masked MLM batches from a source of strings (or rows with `text_field`).
+                shard_count: int | None = None, num_threads: int = 4,
+                mask_unit: str = "word") -> grain.IterDataset:
+    """Masked MLM batches from a source of strings (or rows with `text_field`).
+
+    mask_unit "word" masks whole jieba words, "token" single tokens.
 
     Without packing each document is one row, truncated to max_len tokens; with pack=True
     documents are concatenated and cut into max_len rows. train=False keeps source order,
@@ -193,7 +196,7 @@ def mlm_dataset(texts: Any, tokenizer: ChineseTokenizer, *, batch_size: int, max
     masks are still drawn from `seed`, so evaluation batches are the same every time."""
     shard = process_shard(shard_index, shard_count)
     rows = shard_rows(texts, shard, train=True)
-    masker = WholeWordMasker(tokenizer, None if pack else max_len, mask_rate)
+    masker = WholeWordMasker(tokenizer, None if pack else max_len, mask_rate, mask_unit)
 
     def mask_row(row: Any, rng: np.random.Generator) -> dict[str, np.ndarray]:
         text = row if isinstance(row, str | bytes) else row[text_field]

@@ -156,7 +156,8 @@ class Encoder(nn.Module):
                  segment_ids: jnp.ndarray | None = None, *, deterministic: bool = True,
                  output_hidden_states: bool = False, return_logits: bool = True,
                  residual_scale: float | jnp.ndarray = 1.0,
-                 positions: jnp.ndarray | None = None) -> EncoderOutput:
+                 positions: jnp.ndarray | None = None,
+                 logit_positions: jnp.ndarray | None = None) -> EncoderOutput:
         c = self.config
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
@@ -187,7 +188,10 @@ class Encoder(nn.Module):
             hidden = jnp.stack(states) if output_hidden_states else None
         logits = None
         if return_logits:
-            h = nn.Dropout(c.hidden_dropout)(x, deterministic=deterministic)
+            # logit_positions [b, k]: the head scores only these rows (masked tokens), [b, k, V]
+            h = x if logit_positions is None else jnp.take_along_axis(
+                x, logit_positions[..., None], axis=1)
+            h = nn.Dropout(c.hidden_dropout)(h, deterministic=deterministic)
             logits = embeddings.attend(h)
         return EncoderOutput(last_hidden_state=x, hidden_states=hidden, logits=logits)
 

@@ -35,6 +35,7 @@ from gau_jax.models import Classifier, build_encoder
 from gau_jax.models.encoder import Encoder, encoder_config
 from gau_jax.models.lst import build_model, feature_indices, frozen_trunk_config, lst_config
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
+from gau_jax.train.checkpoint import merge_pretrained
 from gau_jax.train.step import weighted_sums
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
@@ -242,8 +243,7 @@ def prepare_lst_inputs(inputs, config, workdir: Path, splits: dict, spec):
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
                                                                  ordered["train"]))
     if not c.cache:
-        return dataclasses.replace(inputs, pretrained={**full, "encoder": trunk_params, **side},
-                                   encoder_path=())
+        return dataclasses.replace(inputs, post_init=_side_init(side))
     trunk = encoder_config(config.model)
     idx = feature_indices(trunk, lst_config(c))
     fp = fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab, idx,
@@ -255,8 +255,21 @@ def prepare_lst_inputs(inputs, config, workdir: Path, splits: dict, spec):
     kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple)
     train = CachedSplit.open(path, "train", meta, seed=config.seed, **kw)
     dev = CachedSplit.open(path, "dev", meta, **kw)
-    side_full = {k: v for k, v in full.items() if k != "encoder"}
+    side_full = {k: v for k, v in full.items() if k != "encoder"}  # = the uncached side's init
     return dataclasses.replace(
         inputs, model=model, sums_fn=cached_sums_fn(model), train=train,
-        dev_batches=dev.one_pass, trainable=None,
-        pretrained={**side_full, **side} if side else None, encoder_path=())
+        dev_batches=dev.one_pass, trainable=None, pretrained=None,
+        post_init=_side_init({**side_full, **side}))
+
+
+def _side_init(side: dict):
+    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params."""
+    if not side:
+        return None
+
+    def post_init(params):
+        for key, value in side.items():
+            params = merge_pretrained(params, value, (key,))
+        return params
+
+    return post_init

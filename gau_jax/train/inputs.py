@@ -54,6 +54,7 @@ class Inputs:
     trainable: Callable[[Any], Any] | None = None  # None = every parameter trains
     pretrained: Any = None  # encoder params to load at encoder_path (fine-tuning)
     encoder_path: tuple[str, ...] = ("encoder",)
+    post_init: Callable[[Any], Any] | None = None  # params → params after the trunk is loaded
     model_config: ml_collections.ConfigDict | None = None
     tokenizer: ChineseTokenizer | None = None
     label_names: tuple[str, ...] = ()  # classification: label id → name (DIR/labels.json)
@@ -111,11 +112,13 @@ def _pretrain_inputs(config, workdir: Path) -> Inputs:
     model = build_encoder(config.model)
     common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
                   mask_rate=config.mlm_probability, pack=config.pack,
+                  mask_unit=config.mask_unit,
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads)
     train = iter(pipeline.mlm_dataset(docs[n_dev:], tok, seed=config.seed, **common))
     dev_docs = docs[:n_dev]
     dev = lambda: pipeline.mlm_dataset(dev_docs, tok, seed=12345, train=False, **common)
-    return Inputs(model=model, sums_fn=mlm_sums_fn(model), train=train, dev_batches=dev,
+    sums_fn = mlm_sums_fn(model, config.max_predictions)
+    return Inputs(model=model, sums_fn=sums_fn, train=train, dev_batches=dev,
                   model_config=config.model, tokenizer=tok)
 
 

@@ -77,6 +77,8 @@ class Trainer:
         if self.inputs.pretrained is not None:
             params = ckpt_lib.merge_pretrained(params, self.inputs.pretrained,
                                                self.inputs.encoder_path)
+        if self.inputs.post_init is not None:  # e.g. LST's pruned side initialisation
+            params = self.inputs.post_init(params)
         return create_state(params, self.tx, self.config.seed)
 
     def _build_state(self) -> None:

@@ -41,14 +41,24 @@ def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> 
             "correct": jnp.sum(weights * hit)}
 
 
-def mlm_sums_fn(model) -> SumsFn:
-    """Masked-LM sums for an Encoder (tied logits over the vocabulary)."""
+def mlm_sums_fn(model, max_predictions: int = 0) -> SumsFn:
+    """Masked-LM sums for an Encoder (tied logits over the vocabulary).
+
+    max_predictions = k > 0 scores only the k highest-weight positions of each row (BERT's
+    max_predictions_per_seq): the [b, n, V] logits shrink to [b, k, V]. A row with more than k
+    masked tokens loses the excess from the loss; k >= every row's masked count changes nothing.
+    """
 
     def sums(params, batch, rng, residual_scale, train):
+        targets, weights, idx = batch["mlm_targets"], batch["mlm_weights"], None
+        if max_predictions > 0:
+            weights, idx = jax.lax.top_k(weights.astype(jnp.float32), max_predictions)
+            targets = jnp.take_along_axis(targets, idx, axis=1)
+        kw = _model_kwargs(residual_scale) | ({} if rng is None else {"rngs": {"dropout": rng}})
         out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                           batch["segment_ids"], deterministic=not train, return_logits=True,
-                          rngs={"dropout": rng}, **_model_kwargs(residual_scale))
-        return weighted_sums(out.logits, batch["mlm_targets"], batch["mlm_weights"])
+                          logit_positions=idx, **kw)
+        return weighted_sums(out.logits, targets, weights)
 
     return sums
 
