@@ -34,6 +34,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/bench_arch.py: arg {arg!r} is not 'full' or 'smoke'")
     c = ml_collections.ConfigDict()
     c.batch_size = 1                 # rows per train step (compile and timing)
+    c.mlm_rate = 0.15                # predicted tokens a row = round(rate·n); the head scores those
     c.dtype = "float32"              # compute dtype ("bfloat16" on GPU/TPU)
     c.dropout = 0.0                  # hidden and attention dropout in the benchmarked step
     c.scan_layers = False            # unrolled: XLA's cost_analysis counts a scanned body once

@@ -3,7 +3,9 @@
     python -m experiments.bench_arch --config configs/bench_arch.py:full
 
 The step is the project's MLM train step (gau_jax.train.step.make_train_step with mlm_sums_fn,
-full tied head over the vocabulary, AdamW, state donated), jitted and compiled per (model, n).
+AdamW, state donated), jitted and compiled per (model, n). Each row predicts k = round(mlm_rate·n)
+tokens and the tied head scores only those k (BERT's max_predictions_per_seq; mlm_rate = 1: the
+head over every position).
 
     FLOPs        compiled.cost_analysis()["flops"]                  (whole step, per call)
     memory       compiled.memory_analysis(): temp (activations + workspace) and arguments
@@ -17,7 +19,7 @@ full tied head over the vocabulary, AdamW, state donated), jitted and compiled p
     roformer_v2: 2bn·d·3hk + 2bn·hk·d + 2·2b·h·n²·k + 2·2bn·d·f
     gau:         2bn·d(2e+s) + 2bn·e·d + 2b·n²(s+e)      (quadratic)
                  chunked (c, g = ⌈n/c⌉): 2b·g·c²(s+e) + 2·2bn·s·e    (chunks + linear part)
-    head:        2bn·d·V
+    head:        2bk·d·V            (k predicted tokens per row)
 """
 
 from __future__ import annotations
@@ -49,9 +51,16 @@ def model_config(c: ml_collections.ConfigDict, name: str) -> ml_collections.Conf
     return m
 
 
-def matmul_flops(m: ml_collections.ConfigDict, batch: int, n: int) -> float:
-    """Closed-form train-step matmul FLOPs (module docstring): 3 × forward."""
+def predictions(c: ml_collections.ConfigDict, n: int) -> int:
+    """Predicted (masked) tokens per row of length n."""
+    return max(1, min(n, round(c.mlm_rate * n)))
+
+
+def matmul_flops(m: ml_collections.ConfigDict, batch: int, n: int, k: int | None = None) -> float:
+    """Closed-form train-step matmul FLOPs (module docstring): 3 × forward; k predicted tokens
+    per row (None: every position)."""
     d, L, V, t = m.hidden_size, m.num_layers, m.vocab_size, batch * n
+    k = n if k is None else k
     if m.block == "roformer_v2":
         hk = m.num_heads * m.key_size
         layer = 2 * t * d * 3 * hk + 2 * t * hk * d + 4 * batch * n * n * hk
@@ -64,18 +73,20 @@ def matmul_flops(m: ml_collections.ConfigDict, batch: int, n: int) -> float:
             layer += 2 * batch * math.ceil(n / c) * c * c * (s + e) + 4 * t * s * e
         else:
             layer += 2 * batch * n * n * (s + e)
-    return 3.0 * (L * layer + 2 * t * d * V)
+    return 3.0 * (L * layer + 2 * batch * k * d * V)
 
 
 def param_count(params) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
 
 
-def make_batch(m: ml_collections.ConfigDict, batch: int, n: int, seed: int = 0) -> dict:
-    """A random MLM batch (15% of positions predicted) in the CONTRACT layout."""
+def make_batch(m: ml_collections.ConfigDict, batch: int, n: int, k: int, seed: int = 0) -> dict:
+    """A random MLM batch with k predicted positions per row, in the CONTRACT layout."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, m.vocab_size, (batch, n), dtype=np.int32)
-    w = (rng.random((batch, n)) < 0.15).astype(np.float32)
+    w = np.zeros((batch, n), np.float32)
+    for row in w:
+        row[rng.choice(n, k, replace=False)] = 1.0
     return {"input_ids": ids, "segment_ids": np.zeros_like(ids),
             "attention_mask": np.ones_like(ids), "mlm_targets": ids * (w > 0),
             "mlm_weights": w}
@@ -84,7 +95,8 @@ def make_batch(m: ml_collections.ConfigDict, batch: int, n: int, seed: int = 0) 
 def compile_step(c: ml_collections.ConfigDict, m: ml_collections.ConfigDict, n: int):
     """(compiled step, abstract state, batch, n_params): AOT-compiled from shapes only."""
     model = build_encoder(m)
-    batch = make_batch(m, c.batch_size, n)
+    k = predictions(c, n)
+    batch = make_batch(m, c.batch_size, n, k)
     tx = optim.make_optimizer(c.optimizer, optim.piecewise_linear_schedule(1e-4, 10))
 
     def init(key):
@@ -92,7 +104,7 @@ def compile_step(c: ml_collections.ConfigDict, m: ml_collections.ConfigDict, n: 
         return train_state.create_state(params, tx, 0)
 
     abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
-    step = jax.jit(train_step.make_train_step(train_step.mlm_sums_fn(model), tx),
+    step = jax.jit(train_step.make_train_step(train_step.mlm_sums_fn(model, k), tx),
                    donate_argnums=0)
     compiled = step.lower(abstract, batch).compile()
     return compiled, init, batch, param_count(abstract.params)
@@ -156,7 +168,8 @@ def bench(c: ml_collections.ConfigDict) -> list[dict]:
             m, t0 = model_config(c, name), time.time()
             compiled, init, batch, n_params = compile_step(c, m, n)
             rec = dict(model=name, n=n, block=m.block, chunk_size=m.chunk_size,
-                       params=n_params, closed_form_flops=matmul_flops(m, c.batch_size, n),
+                       params=n_params, closed_form_flops=matmul_flops(m, c.batch_size, n,
+                                                                      predictions(c, n)),
                        **cost(compiled))
             rec["compile_s"] = round(time.time() - t0, 1)
             records.append(rec)

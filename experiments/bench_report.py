@@ -94,9 +94,11 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
             for k, v in c.models.items()]
     parts = ["# GAU-α vs RoFormerV2: train-step FLOPs, memory, speed (issue 7)", "",
              f"Command: `{c.command}`", "", f"Machine: {machine_line()}.", "",
-             f"Train step: MLM (full tied head), {c.optimizer}, state donated, batch "
+             f"Train step: MLM ({c.mlm_rate:.0%} of each row predicted; the tied head scores "
+             f"only those tokens), {c.optimizer}, state donated, batch "
              f"{c.batch_size}, dtype {c.dtype}, dropout {c.dropout}, scan_layers "
-             f"{c.scan_layers}. FLOPs from cost_analysis, memory from memory_analysis (compile "
+             f"{c.scan_layers}, remat {c.remat}. FLOPs from cost_analysis, memory from "
+             "memory_analysis (compile "
              "only; temp = activations + workspace, args = params + optimizer state + batch). "
              "Timed only up to each model's time_max_len, one warm-up then the median of up to "
              f"{c.max_reps} runs; efficiency = achieved FLOP/s ÷ FLOP/s of a "

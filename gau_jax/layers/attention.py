@@ -32,23 +32,22 @@ def normalize_attention(scores: jnp.ndarray, mask: jnp.ndarray, kind: str,
     """Normalise attention logits along the last axis.
 
     scores: float logits a_ij (already divided by √k), shape [..., n_q, n_k].
-    mask: broadcastable to scores; nonzero = visible key.
+    mask: broadcastable to scores, nonzero = visible key; pass a key mask ([b, 1, 1, n_k] for
+    [b, h, n_q, n_k] scores) rather than a broadcast copy: it is never expanded to [n_q, n_k].
     """
     if kind not in NORMALIZATIONS:
         raise ValueError(f"attention normalisation {kind!r} is not one of {NORMALIZATIONS}")
     scores = scores.astype(jnp.float32)
-    visible = jnp.broadcast_to(mask, scores.shape).astype(bool)
-    if fixed_n > 0:
-        n = jnp.float32(fixed_n)
-    else:
-        n = jnp.maximum(jnp.sum(visible, axis=-1, keepdims=True).astype(jnp.float32), 1.0)
+    visible = mask.astype(bool)
+    n_visible = jnp.sum(visible, axis=-1, keepdims=True).astype(jnp.float32)
+    n = jnp.float32(fixed_n) if fixed_n > 0 else jnp.maximum(n_visible, 1.0)
     if kind == "relu2":
         return jnp.where(visible, jnp.square(jax.nn.relu(scores)) / n, 0.0)
     if kind == "softmax_plus":
         scores = scores * (jnp.log(jnp.maximum(n, float(plus_min_n))) / math.log(512.0))
-    scores = jnp.where(visible, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1)
-    return jnp.where(visible, probs, 0.0)  # a row without any visible key attends to nothing
+    probs = jax.nn.softmax(jnp.where(visible, scores, jnp.finfo(jnp.float32).min), axis=-1)
+    # a row without any visible key attends to nothing
+    return jnp.where(visible, probs, 0.0)
 
 
 class MultiHeadAttention(nn.Module):
