@@ -86,6 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.lst.gate_temperature = 0.1     # T
     c.lst.dropout = 0.1              # side-network dropout
     c.lst.remat = "full"             # side blocks recomputed in backward: "none" | "full" | "dots"
+    c.lst.scan_layers = True         # side blocks under lax.scan (False: unrolled; same math)
     c.lst.init = "random"            # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
     c.lst.fisher_examples = 1024     # examples whose squared task-loss grads rank channels
     c.lst.fisher_batch_size = 8      # rows per gradient (1 = exact per-example Fisher)

@@ -44,9 +44,9 @@ LST_VARIANTS = {"lst": {"side_block": "roformer_v2"},
                 "lst_gau": {"side_block": "gau"}, "lst_cached": {"side_block": "gau"}}
 
 
-def method_config(method: str, model_cfg) -> ml_collections.ConfigDict:
+def method_config(method: str, model_cfg, **lst_overrides) -> ml_collections.ConfigDict:
     """Options of `method`; the MHA side gets heads of size 8 (12 heads at base size)."""
-    lst = {**LST_COMMON, **LST_VARIANTS.get(method, {})}
+    lst = {**LST_COMMON, **LST_VARIANTS.get(method, {}), **lst_overrides}
     if method == "lst":
         lst["side_heads"] = max(1, model_cfg.hidden_size // LST_COMMON["reduction"] // 8)
     return ml_collections.ConfigDict({
@@ -54,9 +54,9 @@ def method_config(method: str, model_cfg) -> ml_collections.ConfigDict:
         "lora": {"rank": 8, "alpha": 16.0, "targets": ("query", "value", "uvz")}})
 
 
-def build(method: str, model_cfg, batch: int, seq: int, num_classes: int = 2):
+def build(method: str, model_cfg, batch: int, seq: int, num_classes: int = 2, **lst_overrides):
     """(model, trainable fn, sums_fn, example batch of ShapeDtypeStruct-compatible arrays)."""
-    cfg = method_config(method, model_cfg)
+    cfg = method_config(method, model_cfg, **lst_overrides)
     ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
     b = {"input_ids": ids, "attention_mask": ids, "segment_ids": ids,
          "labels": jax.ShapeDtypeStruct((batch,), jnp.int32),
@@ -83,21 +83,36 @@ def _nbytes(tree) -> int:
                    for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")))
 
 
-def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
-    """Trainable params, optimizer bytes, compiled memory and FLOPs of one train step."""
-    model, trainable, sums, b = build(method, model_cfg, batch, seq)
+def compile_step(method: str, model_cfg, batch: int, seq: int, **lst_overrides):
+    """(param shapes, trainable fn, state shapes, the compiled train step with state donated)."""
+    model, trainable, sums, b = build(method, model_cfg, batch, seq, **lst_overrides)
     init_ids = jnp.ones((1, 8), jnp.int32)
     params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), init_ids)["params"])
     tx = tx_for(trainable)
     state = jax.eval_shape(lambda p: create_state(p, tx, 0), params)
+    compiled = jax.jit(make_train_step(sums, tx), donate_argnums=0).lower(state, b).compile()
+    return params, trainable, state, compiled
+
+
+def _flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
+    """Trainable params, optimizer bytes, compiled memory and FLOPs of one train step.
+
+    The LST side runs under lax.scan, whose body XLA's cost_analysis counts once: its FLOPs come
+    from a second compile with the side unrolled (config.lst.scan_layers=False, same math)."""
+    params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq)
     mask = trainable(params) if trainable else jax.tree_util.tree_map(lambda _: True, params)
     n_train = sum(int(np.prod(p.shape)) for p, m in zip(jax.tree_util.tree_leaves(params),
                                                          jax.tree_util.tree_leaves(mask),
                                                          strict=True) if m)
-    compiled = jax.jit(make_train_step(sums, tx), donate_argnums=0).lower(state, b).compile()
     mem = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    flops = _flops(compile_step(method, model_cfg, batch, seq, scan_layers=False)[3]
+                   if method.startswith("lst") else compiled)
     arg, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
     tmp, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
     return {"trainable_params": n_train,
@@ -105,7 +120,7 @@ def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
             "optimizer_state_bytes": _nbytes(state.opt_state),
             "compiled_bytes": {"argument": arg, "output": out, "temp": tmp, "alias": alias,
                                "total": arg + out - alias + tmp},
-            "flops": float(cost.get("flops", float("nan")))}
+            "flops": flops}
 
 
 def time_model_config(preset: str, width: int, layers: int):

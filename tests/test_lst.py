@@ -59,9 +59,9 @@ def test_default_ladder_layers_and_bad_input():
         build_model(tiny(), 2, {"reductoin": 4})
 
 
-@pytest.mark.parametrize("fusion", ["gated", "additive"])
-def test_fusion_rules_match_hand_computation(fusion):
-    lst = LSTConfig(reduction=4, side_layers=1, fusion=fusion, dropout=0.0)
+@pytest.mark.parametrize("fusion,side_layers", [("gated", 1), ("additive", 1), ("gated", 2)])
+def test_fusion_rules_match_hand_computation(fusion, side_layers):
+    lst = LSTConfig(reduction=4, side_layers=side_layers, fusion=fusion, dropout=0.0)
     model = build_model(tiny(num_layers=2), 3, lst)
     b = batch()
     p = init(model, b)
@@ -70,15 +70,39 @@ def test_fusion_rules_match_hand_computation(fusion):
     trunk = build_encoder(tiny(num_layers=2, hidden_dropout=0.0, attention_dropout=0.0))
     hs = trunk.apply({"params": p["encoder"]}, b["input_ids"], b["attention_mask"],
                      output_hidden_states=True, return_logits=False).hidden_states
-    s0 = hs[0] @ p["down_0"]["kernel"]
-    ladder = hs[2] @ p["down_1"]["kernel"]  # ℓ(0) = 1 → h_2 (output of the last layer)
+    s = hs[0] @ p["down_0"]["kernel"]
     block = Block(side_config(model.trunk, lst))
-    run = lambda x: block.apply({"params": p["side_0"]}, x, b["attention_mask"], None,
-                                jnp.float32(1.0))[0]
-    s = run(0.5 * s0 + 0.5 * ladder) if fusion == "gated" else run(s0) + ladder
+    for i, layer in enumerate(ladder_layers(model.trunk, lst)):  # 1 side layer: ℓ(0) = 1 → h_2
+        ladder = hs[layer + 1] @ p[f"down_{i + 1}"]["kernel"]
+        run = lambda x, i=i: block.apply({"params": p[f"side_{i}"]}, x, b["attention_mask"],
+                                         None, jnp.float32(1.0))[0]
+        s = run(0.5 * s + 0.5 * ladder) if fusion == "gated" else run(s) + ladder
     want = s[:, 0] @ p["classifier"]["kernel"] + p["classifier"]["bias"]
     got = model.apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion,remat", [("gated", "full"), ("additive", "none")])
+def test_scanned_side_matches_unrolled(fusion, remat):
+    """lst.scan_layers only changes how the side loop compiles: same params, outputs, grads
+    (dropout on: both draw layer i's mask from the same key)."""
+    lst = {"reduction": 4, "side_layers": 3, "fusion": fusion, "remat": remat, "head": "gated"}
+    scanned, unrolled = (build_model(tiny(num_layers=3), 2, {**lst, "scan_layers": s})
+                         for s in (True, False))
+    b = batch()
+    p = init(scanned, b)
+    assert jax.tree.structure(p) == jax.tree.structure(init(unrolled, b))
+
+    def loss(p, model):
+        logits = model.apply({"params": p}, b["input_ids"], b["attention_mask"],
+                             b["segment_ids"], deterministic=False,
+                             rngs={"dropout": jax.random.PRNGKey(3)})
+        return jnp.sum(logits * jnp.arange(1.0, 3.0))
+
+    (want, g_want), (got, g_got) = (jax.value_and_grad(loss)(p, m) for m in (unrolled, scanned))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    for a, c in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want), strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
 def test_trunk_features_are_deterministic():

@@ -17,11 +17,17 @@ side size, so its init is Su's rule with L_s layers. The trunk's params live und
 (where init_from loads) and are frozen: `trainable` masks them out so they get no optimizer state.
 With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
 `feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
+
+The side layers run under `lax.scan` (lst.scan_layers; False = unrolled, same math) over their
+per-layer params (down_k, gate_i, side_i stay separate in the tree; the loop stacks them), so
+lst.remat recomputes each block in the backward pass on XLA:CPU too. Each layer slices its own h_k
+from the features and projects it there (`_down`): no copy of the features is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -57,6 +63,7 @@ class LSTConfig:
     gate_temperature: float = 0.1      # T of μ = sigmoid(α/T)
     dropout: float = 0.1               # side-network dropout (hidden and attention)
     remat: str = "none"                # side blocks: "none" | "full" | "dots" (recompute in bwd)
+    scan_layers: bool = True           # side blocks under lax.scan (False: unrolled, same math)
 
 
 def lst_config(c: Any = None) -> LSTConfig:
@@ -161,58 +168,68 @@ class LadderSideTuning(nn.Module):
                  residual_scale: float | jnp.ndarray = 1.0,
                  features: jnp.ndarray | None = None) -> jnp.ndarray:
         cfg, lst = side_config(self.trunk, self.lst), self.lst
-        K, d = len(feature_indices(self.trunk, lst)), self.trunk.hidden_size
         indices = feature_indices(self.trunk, lst)
+        K, d = len(indices), self.trunk.hidden_size
         if features is None and self.use_trunk:
             out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
                 input_ids, attention_mask, segment_ids, deterministic=True,
                 output_hidden_states=True, return_logits=False)
             source = jax.lax.stop_gradient(out.hidden_states)           # [L+1, b, n, d]
             self.sow("intermediates", "trunk_features", source[jnp.asarray(indices)])
-            if indices != tuple(range(K)):
-                source = source[jnp.asarray(indices)]                 # [K, b, n, d]
-            source = source[:K]
-            take = lambda src, k: src[k]
-            project = lambda x, w: jnp.einsum("kbnd,kde->kbne", x, w,
-                                              preferred_element_type=jnp.float32)
+            axis, rows = 0, indices                          # h_k = source[indices[k]]
         else:  # cached [b, n, K, d] (zeros of the right shape to init a trunk-less model)
             if features is None:
                 features = jnp.zeros((*input_ids.shape, K, d), self.trunk.compute_dtype)
             source = jax.lax.stop_gradient(features)
-            take = lambda src, k: src[:, :, k]
-            project = lambda x, w: jnp.einsum("bnkd,kde->kbne", x, w,
-                                              preferred_element_type=jnp.float32)
+            axis, rows = 2, tuple(range(K))                  # h_k = source[:, :, k]
+        feature = lambda src, k: jax.lax.dynamic_index_in_dim(
+            src, jnp.asarray(rows, jnp.int32)[k], axis, keepdims=False)  # h_k [b, n, d]
         if attention_mask is None:
-            attention_mask = jnp.ones(take(source, 0).shape[:2], jnp.int32)
+            attention_mask = jnp.ones(feature(source, 0).shape[:2], jnp.int32)
         dt = cfg.compute_dtype
         init = su_init(cfg.num_layers, cfg.init_order)
-
-        # All Down_k in one einsum over the stacked kernels, reading the features in their own
-        # dtype (f32 accumulation): the weight gradient then reads `source` (an argument, or the
-        # trunk output) directly instead of keeping a converted copy of every ladder input.
         kernels = jnp.stack([self.param(f"down_{k}", lambda *a: {"kernel": init(*a)},
                                         (d, cfg.hidden_size))["kernel"] for k in range(K)])
-        ladders = project(source, kernels.astype(source.dtype)).astype(dt)   # [K, b, n, d_s]
+        down = jax.checkpoint(partial(_down, feature, dt))
         scale = jnp.asarray(residual_scale, jnp.float32)
-        s = ladders[0]
-        block_cls = Block
-        if lst.remat != "none":
-            block_cls = nn.remat(Block, policy=CHECKPOINT_POLICIES[lst.remat])
-        for i in range(cfg.num_layers):
-            ladder = ladders[i + 1]
-            block = block_cls(cfg, deterministic, name=f"side_{i}")
-            if lst.fusion == "gated":
-                mu = self.gate(f"gate_{i}").astype(dt)
-                s, _ = block(mu * s + (1 - mu) * ladder, attention_mask, None, scale)
-            else:
-                s = block(s, attention_mask, None, scale)[0] + ladder
+        s = down(source, 0, kernels[0])
+        if self.is_initializing():  # create side_i's params (the loop below reads them)
+            for i in range(cfg.num_layers):
+                Block(cfg, name=f"side_{i}")(s, attention_mask, None, scale)
+        xs = {"block": jax.tree.map(lambda *p: jnp.stack(p), *[
+                  self.variables["params"][f"side_{i}"] for i in range(cfg.num_layers)]),
+              "down": kernels[1:], "k": jnp.arange(1, K)}
+        if lst.fusion == "gated":
+            xs["mu"] = jnp.stack([self.gate(f"gate_{i}") for i in range(cfg.num_layers)])
+        if not deterministic:
+            xs["rng"] = jax.random.split(self.make_rng("dropout"), cfg.num_layers)
+        block = Block(cfg, deterministic, parent=None)
+
+        def fuse(s: jnp.ndarray, ladder: jnp.ndarray, x: dict) -> jnp.ndarray:
+            """Fusion of ladder i + 1 and SideBlock_i (module docstring)."""
+            run = lambda h: block.apply({"params": x["block"]}, h, attention_mask, None, scale,
+                                        rngs={"dropout": x["rng"]} if "rng" in x else {})[0]
+            if "mu" in x:
+                mu = x["mu"].astype(dt)
+                return run(mu * s + (1 - mu) * ladder)
+            return run(s) + ladder
+
+        if lst.remat != "none":  # Down stays outside: its small output is kept, not recomputed
+            fuse = jax.checkpoint(fuse, policy=CHECKPOINT_POLICIES[lst.remat],
+                                  prevent_cse=not lst.scan_layers)
+        layer = lambda s, x: (fuse(s, down(source, x["k"], x["down"]), x), None)
+        if lst.scan_layers:
+            s, _ = jax.lax.scan(layer, s, xs)
+        else:
+            for i in range(cfg.num_layers):
+                s, _ = layer(s, jax.tree.map(lambda a, i=i: a[i], xs))
         cls = s[:, 0]
         if lst.head != "side":
             cls = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,
                            kernel_init=su_init(1, 2), name="up")(cls)
         if lst.head == "gated":
             mu = self.gate("head_gate").astype(dt)
-            cls = mu * take(source, K - 1)[:, 0].astype(dt) + (1 - mu) * cls
+            cls = mu * feature(source, K - 1)[:, 0].astype(dt) + (1 - mu) * cls
         cls = nn.Dropout(lst.dropout)(cls, deterministic=deterministic)
         return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)
 
@@ -220,6 +237,20 @@ class LadderSideTuning(nn.Module):
         """μ = sigmoid(α/T), α a scalar parameter initialised to 0."""
         alpha = self.param(name, nn.initializers.zeros, (), jnp.float32)
         return jax.nn.sigmoid(alpha / self.lst.gate_temperature)
+
+
+def _down(feature, dtype, source: jnp.ndarray, k: jnp.ndarray,
+          kernel: jnp.ndarray) -> jnp.ndarray:
+    """Down_k(h_k) = h_k · W_k [b, n, d_s] (the features' dtype, float32 accumulation).
+
+    Run under `jax.checkpoint`: the weight gradient re-slices h_k from the features instead of
+    keeping every ladder input for the backward pass. The barrier ties the features to the
+    loop-varying k, so XLA cannot hoist a whole-array op on them out of the side loop (XLA:CPU
+    upcasts a bfloat16 slice to float32: hoisted, that is a float32 copy of all the features)."""
+    source, k = jax.lax.optimization_barrier((source, k))
+    x = feature(source, k)
+    return jnp.einsum("bnd,de->bne", x, kernel.astype(x.dtype),
+                      preferred_element_type=jnp.float32).astype(dtype)
 
 
 def trainable_side(params: Any) -> Any:
