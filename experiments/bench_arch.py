@@ -76,10 +76,6 @@ def matmul_flops(m: ml_collections.ConfigDict, batch: int, n: int, k: int | None
     return 3.0 * (L * layer + 2 * batch * k * d * V)
 
 
-def param_count(params) -> int:
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
 def make_batch(m: ml_collections.ConfigDict, batch: int, n: int, k: int, seed: int = 0) -> dict:
     """A random MLM batch with k predicted positions per row, in the CONTRACT layout."""
     rng = np.random.default_rng(seed)
@@ -107,7 +103,7 @@ def compile_step(c: ml_collections.ConfigDict, m: ml_collections.ConfigDict, n: 
     step = jax.jit(train_step.make_train_step(train_step.mlm_sums_fn(model, k), tx),
                    donate_argnums=0)
     compiled = step.lower(abstract, batch).compile()
-    return compiled, init, batch, param_count(abstract.params)
+    return compiled, init, batch, optim.count_trainable(abstract.params)
 
 
 def cost(compiled) -> dict:

@@ -34,7 +34,7 @@ from gau_jax.models.encoder import encoder_config
 from gau_jax.models.lst import build_model, feature_indices, lst_config
 from gau_jax.train import methods
 from gau_jax.train.feature_cache import cached_sums_fn, trunk_features_fn
-from gau_jax.train.optim import make_optimizer
+from gau_jax.train.optim import count_trainable, make_optimizer
 from gau_jax.train.state import create_state
 from gau_jax.train.step import classification_sums_fn, make_train_step
 
@@ -106,17 +106,13 @@ def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
     The LST side runs under lax.scan, whose body XLA's cost_analysis counts once: its FLOPs come
     from a second compile with the side unrolled (config.lst.scan_layers=False, same math)."""
     params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq)
-    mask = trainable(params) if trainable else jax.tree_util.tree_map(lambda _: True, params)
-    n_train = sum(int(np.prod(p.shape)) for p, m in zip(jax.tree_util.tree_leaves(params),
-                                                         jax.tree_util.tree_leaves(mask),
-                                                         strict=True) if m)
     mem = compiled.memory_analysis()
     flops = _flops(compile_step(method, model_cfg, batch, seq, scan_layers=False)[3]
                    if method.startswith("lst") else compiled)
     arg, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
     tmp, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
-    return {"trainable_params": n_train,
-            "total_params": sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(params)),
+    return {"trainable_params": count_trainable(params, trainable),
+            "total_params": count_trainable(params),
             "optimizer_state_bytes": _nbytes(state.opt_state),
             "compiled_bytes": {"argument": arg, "output": out, "temp": tmp, "alias": alias,
                                "total": arg + out - alias + tmp},

@@ -19,17 +19,18 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from configs import finetune, pretrain
 from gau_jax.data import sources
 from gau_jax.models import build_encoder
 from gau_jax.train.loop import Trainer
+from gau_jax.train.optim import count_trainable
 
 # The trunk: GAU-α shape at d = 128 (4 layers, e = 256, s = 64), a 6000-character vocabulary,
 # token-level masking (learns faster than whole-word masking at this size), head on the
@@ -68,11 +69,10 @@ def pretrain_trunk(a) -> Path:
     corpus = Path(a.workdir) / "corpus.txt"
     print(f"corpus: {write_corpus(a.data_dir, a.tasks.split(','), corpus)} lines → {corpus}")
     c = pretrain.get_config("gau_alpha_tiny")
-    for key, value in {**TRUNK, "data_dir": str(corpus), "total_steps": a.pretrain_steps,
-                       "eval_every_steps": max(1, a.pretrain_steps // 3),
-                       "checkpoint_every_steps": max(1, a.pretrain_steps // 3)}.items():
-        node, *path = key.split(".")
-        (c[node] if path else c)[path[0] if path else node] = value
+    c.update_from_flattened_dict({**TRUNK, "data_dir": str(corpus),
+                                  "total_steps": a.pretrain_steps,
+                                  "eval_every_steps": max(1, a.pretrain_steps // 3),
+                                  "checkpoint_every_steps": max(1, a.pretrain_steps // 3)})
     trainer = Trainer(c, out)
     try:
         trainer.run()
@@ -86,7 +86,7 @@ def count_params(model_dir: Path) -> int:
     cfg = ml_collections.ConfigDict(json.loads((model_dir / "config.json").read_text()))
     model = build_encoder(cfg)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.ones((1, 8), jnp.int32))
-    return sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(shapes))
+    return count_trainable(shapes)
 
 
 def majority_rate(task: str, data_dir: str) -> float:
@@ -119,17 +119,14 @@ def run(task: str, method: str, a, init_from: Path, lr: float) -> dict:
     trainer = Trainer(c, Path(a.workdir) / f"{task}_{method}")
     try:
         params = trainer.host_state().params
-        mask = trainer.inputs.trainable(params) if trainer.inputs.trainable else None
-        sizes = [int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)]
-        flags = jax.tree_util.tree_leaves(mask) if mask is not None else [True] * len(sizes)
-        trainable = sum(s for s, f in zip(sizes, flags, strict=True) if f)
+        trainable = count_trainable(params, trainer.inputs.trainable)
+        total = count_trainable(params)
         evals = []
         orig = trainer.evaluate
         trainer.evaluate = lambda: evals.append(orig()) or evals[-1]
         summary = trainer.run()
     finally:
         trainer.close()
-    total = sum(sizes)
     return {"task": task, "method": method, "lr": lr,
             "dev_accuracy": max(e["accuracy"] for e in evals),
             "dev_curve": [round(e["accuracy"], 4) for e in evals],
@@ -179,7 +176,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--workdir", default="runs/lst_clue")
     p.add_argument("--out", default="experiments/results/lst_clue.md")
     a = p.parse_args(argv)
-    a.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
+    a.argv = list(argv) if argv is not None else sys.argv[1:]
     methods = a.methods.split(",")
     lr = parse_lr(a.lr, methods)
     init_from = Path(a.init_from) if a.init_from else pretrain_trunk(a)

@@ -36,7 +36,7 @@ from gau_jax.models.encoder import Encoder, encoder_config
 from gau_jax.models.lst import build_model, feature_indices, frozen_trunk_config, lst_config
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
 from gau_jax.train.checkpoint import merge_pretrained
-from gau_jax.train.step import weighted_sums
+from gau_jax.train.step import model_kwargs, weighted_sums
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -152,10 +152,9 @@ def cached_sums_fn(model):
     """Classification sums of a LadderSideTuning fed cached features."""
 
     def sums(params, batch, rng, residual_scale, train):
-        kw = {} if residual_scale is None else {"residual_scale": residual_scale}
         logits = model.apply({"params": params}, None, batch["attention_mask"],
-                             deterministic=not train, rngs={"dropout": rng},
-                             features=batch["features"], **kw)
+                             deterministic=not train, features=batch["features"],
+                             **model_kwargs(residual_scale, rng))
         return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums

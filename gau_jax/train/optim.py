@@ -123,3 +123,11 @@ def count_leaves(tree: PyTree) -> tuple[int, int]:
     """(number of array leaves, total elements) of a pytree (e.g. an optimizer state)."""
     leaves = [x for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")]
     return len(leaves), int(sum(np.prod(x.shape) for x in leaves))
+
+
+def count_trainable(params: PyTree, trainable: Callable[[PyTree], PyTree] | None = None) -> int:
+    """Elements of `params` that the mask function `trainable` keeps (None = all of them)."""
+    if trainable is not None:
+        params = jax.tree_util.tree_map(lambda p, keep: p if keep else None, params,
+                                        trainable(params))
+    return count_leaves(params)[1]

@@ -28,8 +28,11 @@ Batch = dict[str, jax.Array]
 SumsFn = Callable[..., dict[str, jax.Array]]
 
 
-def _model_kwargs(residual_scale):
-    return {} if residual_scale is None else {"residual_scale": residual_scale}
+def model_kwargs(residual_scale, rng) -> dict:
+    """apply() kwargs of a sums_fn: residual_scale unless None (model default), the dropout rng
+    unless None (deterministic callers)."""
+    kw = {} if residual_scale is None else {"residual_scale": residual_scale}
+    return kw | ({} if rng is None else {"rngs": {"dropout": rng}})
 
 
 def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> dict:
@@ -54,10 +57,9 @@ def mlm_sums_fn(model, max_predictions: int = 0) -> SumsFn:
         if max_predictions > 0:
             weights, idx = jax.lax.top_k(weights.astype(jnp.float32), max_predictions)
             targets = jnp.take_along_axis(targets, idx, axis=1)
-        kw = _model_kwargs(residual_scale) | ({} if rng is None else {"rngs": {"dropout": rng}})
         out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                           batch["segment_ids"], deterministic=not train, return_logits=True,
-                          logit_positions=idx, **kw)
+                          logit_positions=idx, **model_kwargs(residual_scale, rng))
         return weighted_sums(out.logits, targets, weights)
 
     return sums
@@ -69,7 +71,7 @@ def classification_sums_fn(model) -> SumsFn:
     def sums(params, batch, rng, residual_scale, train):
         logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
                              batch["segment_ids"], deterministic=not train,
-                             rngs={"dropout": rng}, **_model_kwargs(residual_scale))
+                             **model_kwargs(residual_scale, rng))
         return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums
