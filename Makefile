@@ -2,10 +2,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SHARED_DATA := $(abspath ../shared/data)
+# The CLUE snapshot: ../shared/data beside the repository; `make test SHARED_DATA=/path/to/data`
+# for another. Tests that need it skip (with the reason) when the folder does not exist.
+SHARED_DATA ?= ../shared/data
+SHARED_DIR = $(abspath $(SHARED_DATA))
+# (a path given on the command line is passed even when missing: those tests then say so)
+TEST_ENV = GAU_JAX_SHARED_DATA=$(if $(filter file,$(origin SHARED_DATA)),$$( [ -d "$(SHARED_DIR)" ] \
+  && echo "$(SHARED_DIR)" ),$(SHARED_DIR))
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
+# JAX's persistent compilation cache (tests/conftest.py sets the same default): reruns load
+# compiled XLA programs instead of compiling them again. JAX_COMPILATION_CACHE_DIR= disables it.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 
-.PHONY: venv parity-venv test demo lint clean
+.PHONY: venv parity-venv test test-fast demo lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +38,15 @@ $(PARITY_VENV)/.installed:
 
 parity-venv: $(if $(SKIP_PARITY),,$(PARITY_VENV)/.installed)
 
-# The whole suite. Tests on the real CLUE snapshot run when ../shared/data exists.
+# The whole suite (what CI runs). Tests on the real CLUE snapshot run when $(SHARED_DATA) exists.
 test: venv parity-venv
 	$(PY) -m ruff check .
-	GAU_JAX_SHARED_DATA=$$( [ -d "$(SHARED_DATA)" ] && echo "$(SHARED_DATA)" ) \
-	  $(PY) -m pytest -n 2 -rs --durations=15 tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 -rs --durations=15 tests
+
+# The inner loop: everything but the tests marked slow or parity (no parity venv needed).
+test-fast: venv
+	$(PY) -m ruff check .
+	$(TEST_ENV) $(PY) -m pytest -n 2 -q -rs -m "not slow and not parity" --durations=10 tests
 
 # The main job on data that ships with pip (no download).
 demo: venv
@@ -44,4 +57,4 @@ lint: venv
 	$(PY) -m ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(PARITY_VENV) runs
+	rm -rf $(VENV) $(PARITY_VENV) runs .cache

@@ -1,16 +1,20 @@
 """GAU-α vs RoFormerV2 train-step benchmark: FLOPs, compiled memory, speed, compute efficiency.
 
-    python -m experiments.bench_arch --config configs/bench_arch.py:full
-    # on a GPU (not run here): bfloat16, MFU against the chip's peak FLOP/s, e.g. an H100 SXM
-    python -m experiments.bench_arch --config configs/bench_arch.py:full \
+    python -m experiments.bench_arch --config configs/bench_arch.py:full --workdir runs/bench_arch
+    # the committed files: add --config.results_dir=experiments/results
+    # on a GPU: bfloat16, MFU against the chip's peak FLOP/s, e.g. an H100 SXM
+    python -m experiments.bench_arch --config configs/bench_arch.py:full --workdir runs/arch_gpu \
         --config.dtype=bfloat16 --config.peak_flops=989e12 --config.batch_size=8
+    python -m experiments.bench_arch --config configs/bench_arch.py:smoke --workdir /tmp/arch
 
 `arg` is "full" (experiments/results/arch.md; ~10 min on a shared 2-core CPU) or "smoke" (tests:
-tiny models, 2 lengths). Every model is compiled at each of its `lengths` (FLOPs from
+tiny models, 2 lengths; seconds). Every model is compiled at each of its `lengths` (FLOPs from
 cost_analysis, memory from memory_analysis; compile only) and timed at lengths up to its
 `time_max_len` (base models on a 2-core CPU are timed only at short lengths, with batch 1).
-Models: a preset name plus field overrides; GAU-α small is ours (DESIGN §2 has no GAU small):
-12 GAU layers of width 384 match RoFormerV2-small's 6 MHA+FFN layers in parameters.
+arch.{md,json,png} go to results_dir (default: the workdir).
+Models: a preset name plus field overrides; GAU-α small is ours (the presets of docs/design.md
+have no small GAU-α): 12 GAU layers of width 384 match RoFormerV2-small's 6 MHA+FFN layers in
+parameters.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.models.gau_alpha_small_chunk256 = _model("gau_alpha_base", lengths + (4096,), 4096,
                                                "roformer_v2_small", "gau_alpha_small",
                                                chunk_size=256, **small_gau)
-    c.results_dir = "experiments/results"
-    c.command = "python -m experiments.bench_arch --config configs/bench_arch.py:full"
+    c.results_dir = ""               # arch.{md,json,png} ("" = the workdir)
+    c.command = ("python -m experiments.bench_arch --config configs/bench_arch.py:full "
+                 "--workdir runs/bench_arch")  # set to the real one by the CLI
     if arg == "smoke":
         c.matmul_size = 256
         c.min_time_s = 0.0
@@ -71,5 +76,6 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         c.models.gau_alpha_tiny_chunk64 = _model("gau_alpha_tiny", (256,), 256,
                                                  "roformer_v2_tiny", "gau_alpha_tiny",
                                                  chunk_size=64, **gau)
-        c.command = c.command.replace(":full", ":smoke")
+        c.command = ("python -m experiments.bench_arch --config configs/bench_arch.py:smoke "
+                     "--workdir /tmp/arch")
     return c

@@ -5,7 +5,15 @@ Every field can be overridden on the command line: --config.<field>=<value>.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import ml_collections
+
+
+def config_dict(options: Any) -> ml_collections.ConfigDict:
+    """A ConfigDict section made from an options dataclass (the one source of its defaults)."""
+    return ml_collections.ConfigDict(dataclasses.asdict(options))
 
 
 def trainer_config() -> ml_collections.ConfigDict:
@@ -31,7 +39,12 @@ def trainer_config() -> ml_collections.ConfigDict:
     c.residual_ramp_steps = 0        # RoFormerV2 from scratch: α = min(1, step/ramp) (0 = off)
     # Parallelism (gau_jax/train/partition.py).
     c.parallel = "jit"               # "jit" (NamedSharding on a mesh) | "pmap"
-    c.fsdp = 1                       # jit only: size of the mesh axis that shards params
+    c.mesh = ml_collections.ConfigDict()  # jit only; sizes multiply to the device count
+    c.mesh.data = -1                 # pure data-parallel axis (-1 = the rest of the devices)
+    c.mesh.fsdp = 1                  # batch split AND params / optimizer state split (FSDP)
+    c.mesh.tensor = 1                # kernels split along their width; batch replicated
+    c.mesh.min_split_size = 2**14    # params with fewer elements stay replicated
+    c.fsdp = 1                       # shorthand for mesh.fsdp (mesh.fsdp is the source of truth)
     # Checkpoints, evaluation, logging.
     c.checkpoint_every_steps = 500   # resume checkpoint period (and one at the end)
     c.keep_checkpoints = 2           # resume checkpoints kept (newest)
@@ -42,4 +55,7 @@ def trainer_config() -> ml_collections.ConfigDict:
     c.progress_bar = True            # tqdm bar with loss, steps/s, ETA
     c.tensorboard = True             # TensorBoard event files under DIR/tensorboard
     c.dtype = ""                     # compute dtype override: "" (model's) | float32 | bfloat16
+    # Non-finite loss / gradient norm (gau_jax/train/loop.py): stop (default) or skip and count.
+    c.skip_nonfinite_updates = False  # True: skip such updates (params unchanged), count them
+    c.max_consecutive_skips = 10     # ... and stop after this many in a row
     return c

@@ -1,14 +1,20 @@
-"""Length generalisation of the attention normalisations (issue 7, DESIGN §4).
+"""Length generalisation of the attention normalisations (Su, kexue.fm/archives/8823).
 
     python -m experiments.length_generalization \
         --config configs/length_generalization.py:full --workdir runs/length_generalization
+    # the committed files: add --config.results_dir=experiments/results
 
 `arg` is "full" (the run in experiments/results/length_generalization.md; ~4-5 min per run,
-~1 h on a shared 2-core CPU) or "smoke" (tests: 2 lengths, 1 seed, a few steps). A small model
-of each block type is trained by MLM at `train_length` tokens with each normalisation, then
-evaluated on windows of `eval_lengths` tokens cut from held-out documents (concatenated). relu2
-models are also evaluated with a fixed n = train_length (`attention_fixed_n`), Su's second
-finding.
+~1 h on a shared 2-core CPU) or "smoke" (tests: 2 lengths, 1 seed, a few steps; a few seconds):
+
+    python -m experiments.length_generalization \
+        --config configs/length_generalization.py:smoke --workdir /tmp/lg_smoke
+
+A small model of each block type is trained by MLM at `train_length` tokens with each
+normalisation, then evaluated on windows of `eval_lengths` tokens cut from held-out documents
+(concatenated). relu2 models are also evaluated with a fixed n = train_length
+(`attention_fixed_n`), Su's second finding. Runs (Trainer workdirs) and runs.jsonl go to
+--workdir, the tables and the plot to results_dir (default: the workdir).
 """
 
 from __future__ import annotations
@@ -52,10 +58,11 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.weight_decay = 0.01
     c.grad_clip_norm = 1.0
     c.residual_ramp_fraction = 0.1   # RoFormerV2 from scratch ramps α over this fraction of steps
-    c.results_dir = "experiments/results"
+    c.log_every_steps = 50           # train loss / accuracy reported: mean of the last period
+    c.results_dir = ""               # tables and plot ("" = the workdir)
     c.command = ("python -m experiments.length_generalization "
                  "--config configs/length_generalization.py:full "
-                 "--workdir runs/length_generalization")
+                 "--workdir runs/length_generalization")  # set to the real one by the CLI
     if arg == "smoke":
         c.max_documents = 400
         c.vocab_size = 1000
@@ -68,7 +75,8 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         c.roformer_v2.update(num_layers=1, key_size=16, intermediate_size=64)
         c.gau.update(num_layers=1, key_size=16, intermediate_size=64)
         c.steps = 4
-        c.batch_size = 4
+        c.batch_size = 8             # divisible by the 8 host devices of `make test`
         c.warmup_steps = 1
-        c.command = c.command.replace(":full", ":smoke")
+        c.command = ("python -m experiments.length_generalization "
+                     "--config configs/length_generalization.py:smoke --workdir /tmp/lg_smoke")
     return c

@@ -1,27 +1,35 @@
 """Side-by-side cost of fine-tuning methods: full FT, LoRA, adapters, BitFit, LST (MHA / GAU side,
 cached trunk features).
 
-    python -m experiments.bench_peft --model gau_alpha_base,roformer_v2_base --seq_len 128,512 \
-        --batch 32 --out experiments/results/peft.md --json experiments/results/peft.json
+    python -m experiments.bench_peft --config configs/bench_peft.py:full --workdir runs/bench_peft
 
 Per (trunk, sequence length, method), from the compiled train step (AdamW, 2 classes, no real
-params: jax.eval_shape + jit(...).lower(...).compile()): trainable parameters, optimizer-state
-bytes, XLA memory_analysis (argument, output, temp, alias; total = argument + output − alias +
-temp), FLOPs per step from cost_analysis, and the ratios to full fine-tuning. Step time is
-measured on real params at a reduced size (--time_batch × --time_seq on the trunk scaled to
---time_width / --time_layers; all methods interleaved in the same process, median of
---time_steps) because base models at 32×512 are too slow on a 2-core CPU; its ratio to full FT
-is reported. LST-cached's step reads features [b, n, K, d] (bfloat16) instead of token ids:
-building the cache costs one trunk forward per example, so it pays back after
+params: jax.eval_shape + jit(...).lower(...).compile(), gau_jax/train/costs.py): trainable
+parameters, optimizer-state bytes, XLA memory_analysis (argument, output, temp, alias; total =
+argument + output − alias + temp), FLOPs per step from cost_analysis, and the ratios to full
+fine-tuning. Step time is measured on real params at a reduced size (time_batch × time_seq on the
+trunk scaled to time_width / time_layers; all methods interleaved in the same process, median of
+time_steps) because base models at 32×512 are too slow on a 2-core CPU; its ratio to full FT is
+reported. LST-cached's step reads features [b, n, K, d] (bfloat16) instead of token ids: building
+the cache costs one trunk forward per example, so it pays back after
 t_forward / (t_lst − t_cached) epochs (printed as the break-even).
+
+Results: results_dir (default: the workdir)/peft.{md,json,png}. A peft.json already there is
+merged with this run (later results replace earlier ones per trunk@n and method; the batch must
+match), so a run over one trunk or a few methods updates its rows only; `merge` (peft.json files)
+writes the report of earlier runs without benchmarking. Methods: Hu et al. 2021 (LoRA,
+arXiv:2106.09685), Houlsby et al. 2019 (adapters, arXiv:1902.00751), Ben Zaken et al. 2021
+(BitFit, arXiv:2106.10199), Sung et al. 2022 (LST, arXiv:2206.06522).
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,48 +37,71 @@ import ml_collections
 import numpy as np
 import optax
 
-from gau_jax.models import get_model_config
+from configs import finetune
+from configs.bench_peft import METHODS
+from experiments import cli
+from gau_jax.data import synthetic
+from gau_jax.models import build_encoder, get_model_config
 from gau_jax.models.encoder import encoder_config
-from gau_jax.models.lst import build_model, feature_indices, lst_config
-from gau_jax.train import methods
-from gau_jax.train.feature_cache import cached_sums_fn, trunk_features_fn
+from gau_jax.train import costs
 from gau_jax.train.optim import count_trainable, make_optimizer
+from gau_jax.train.runlog import results_header
 from gau_jax.train.state import create_state
 from gau_jax.train.step import classification_sums_fn, make_train_step
 
-METHODS = ("full", "lora", "adapter", "bitfit", "lst", "lst_gau", "lst_cached")
-LST_COMMON = {"reduction": 8, "fusion": "gated", "dropout": 0.1, "remat": "full"}
 LST_VARIANTS = {"lst": {"side_block": "roformer_v2"},
                 "lst_gau": {"side_block": "gau"}, "lst_cached": {"side_block": "gau"}}
 
 
 def method_config(method: str, model_cfg, **lst_overrides) -> ml_collections.ConfigDict:
-    """Options of `method`; the MHA side gets heads of size 8 (12 heads at base size)."""
-    lst = {**LST_COMMON, **LST_VARIANTS.get(method, {}), **lst_overrides}
+    """The fine-tuning config's defaults for `method` (configs/finetune.py: one source), with the
+    LST variant's side block; the MHA side gets heads of size 8 (12 heads at base size)."""
+    c = finetune.get_config()
+    c.lst.update({**LST_VARIANTS.get(method, {}), **lst_overrides})
     if method == "lst":
-        lst["side_heads"] = max(1, model_cfg.hidden_size // LST_COMMON["reduction"] // 8)
-    return ml_collections.ConfigDict({
-        "classifier_dropout": 0.1, "init_from": "", "adapter_size": 64, "lst": lst,
-        "lora": {"rank": 8, "alpha": 16.0, "targets": ("query", "value", "uvz")}})
+        c.lst.side_heads = max(1, model_cfg.hidden_size // c.lst.reduction // 8)
+    return c
 
 
-def build(method: str, model_cfg, batch: int, seq: int, num_classes: int = 2, **lst_overrides):
-    """(model, trainable fn, sums_fn, example batch of ShapeDtypeStruct-compatible arrays)."""
+@dataclasses.dataclass
+class MethodModel:
+    """What the benchmark needs of one method: its model, trainable mask and loss sums; for
+    lst_cached the number K of cached features per token and the trunk's feature function."""
+
+    model: Any
+    trainable: Callable | None
+    sums_fn: Callable
+    num_features: int = 0
+    trunk_features: Callable | None = None
+
+
+def method_model(method: str, model_cfg, num_classes: int = 2, **lst_overrides) -> MethodModel:
+    """The one place that calls the fine-tuning method API (the registry of
+    gau_jax/train/methods.py, the LST model and its feature cache)."""
+    from gau_jax.models.lst import build_model, feature_indices, lst_config
+    from gau_jax.train import feature_cache, methods
+
     cfg = method_config(method, model_cfg, **lst_overrides)
-    ids = jax.ShapeDtypeStruct((batch, seq), jnp.int32)
-    b = {"input_ids": ids, "attention_mask": ids, "segment_ids": ids,
-         "labels": jax.ShapeDtypeStruct((batch,), jnp.int32),
-         "weights": jax.ShapeDtypeStruct((batch,), jnp.float32)}
     if method == "lst_cached":
+        trunk = encoder_config(model_cfg)
+        idx = feature_indices(trunk, lst_config(cfg.lst))
         model = build_model(model_cfg, num_classes, cfg.lst, use_trunk=False)
-        k = len(feature_indices(encoder_config(model_cfg), lst_config(cfg.lst)))
-        b = {"features": jax.ShapeDtypeStruct((batch, seq, k, model_cfg.hidden_size),
-                                              jnp.bfloat16),
-             "attention_mask": ids, "labels": b["labels"], "weights": b["weights"]}
-        return model, None, cached_sums_fn(model), b
+        return MethodModel(model, None, feature_cache.cached_sums_fn(model), len(idx),
+                           feature_cache.trunk_features_fn(trunk, idx))
     name = "lst" if method.startswith("lst") else method
-    spec = methods.build_method(name, model_cfg, num_classes, cfg)
-    return spec.model, spec.trainable, classification_sums_fn(spec.model), b
+    built = methods.get(name).build(cfg, model_cfg, num_classes)
+    return MethodModel(built.model, built.trainable, classification_sums_fn(built.model))
+
+
+def example_batch(mm: MethodModel, model_cfg, batch: int, seq: int, seed: int = 0) -> dict:
+    """A random batch of the method's step (lst_cached: bfloat16 features instead of ids)."""
+    b = synthetic.classification_batch(batch, seq, model_cfg.vocab_size, seed=seed)
+    if not mm.num_features:
+        return b
+    rng = np.random.default_rng(seed)
+    shape = (batch, seq, mm.num_features, model_cfg.hidden_size)
+    return {"features": rng.normal(size=shape).astype(jnp.bfloat16),
+            **{k: b[k] for k in ("attention_mask", "labels", "weights")}}
 
 
 def tx_for(trainable):
@@ -85,19 +116,14 @@ def _nbytes(tree) -> int:
 
 def compile_step(method: str, model_cfg, batch: int, seq: int, **lst_overrides):
     """(param shapes, trainable fn, state shapes, the compiled train step with state donated)."""
-    model, trainable, sums, b = build(method, model_cfg, batch, seq, **lst_overrides)
+    mm = method_model(method, model_cfg, **lst_overrides)
     init_ids = jnp.ones((1, 8), jnp.int32)
-    params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), init_ids)["params"])
-    tx = tx_for(trainable)
+    params = jax.eval_shape(lambda: mm.model.init(jax.random.PRNGKey(0), init_ids)["params"])
+    tx = tx_for(mm.trainable)
     state = jax.eval_shape(lambda p: create_state(p, tx, 0), params)
-    compiled = jax.jit(make_train_step(sums, tx), donate_argnums=0).lower(state, b).compile()
-    return params, trainable, state, compiled
-
-
-def _flops(compiled) -> float:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    return float(cost.get("flops", float("nan")))
+    b = costs.abstract(example_batch(mm, model_cfg, batch, seq))
+    compiled = costs.compile_step(make_train_step(mm.sums_fn, tx), state, b, donate_argnums=0)
+    return params, mm.trainable, state, compiled
 
 
 def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
@@ -106,17 +132,16 @@ def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
     The LST side runs under lax.scan, whose body XLA's cost_analysis counts once: its FLOPs come
     from a second compile with the side unrolled (config.lst.scan_layers=False, same math)."""
     params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq)
-    mem = compiled.memory_analysis()
-    flops = _flops(compile_step(method, model_cfg, batch, seq, scan_layers=False)[3]
-                   if method.startswith("lst") else compiled)
-    arg, out = mem.argument_size_in_bytes, mem.output_size_in_bytes
-    tmp, alias = mem.temp_size_in_bytes, mem.alias_size_in_bytes
+    cost = costs.step_costs(compiled)
+    if method.startswith("lst"):
+        flops_of = compile_step(method, model_cfg, batch, seq, scan_layers=False)[3]
+        cost["flops"] = costs.step_costs(flops_of)["flops"]
     return {"trainable_params": count_trainable(params, trainable),
             "total_params": count_trainable(params),
             "optimizer_state_bytes": _nbytes(state.opt_state),
-            "compiled_bytes": {"argument": arg, "output": out, "temp": tmp, "alias": alias,
-                               "total": arg + out - alias + tmp},
-            "flops": flops}
+            "compiled_bytes": {k: cost[f"{k}_bytes"]
+                               for k in ("argument", "output", "temp", "alias", "total")},
+            "flops": cost["flops"]}
 
 
 def time_model_config(preset: str, width: int, layers: int):
@@ -132,47 +157,30 @@ def time_model_config(preset: str, width: int, layers: int):
 
 def step_times(model_cfg, batch: int, seq: int, steps: int, which) -> dict[str, float]:
     """Median seconds per train step of each method, measured round-robin on real params."""
-    rng = np.random.default_rng(0)
-    ids = rng.integers(5, model_cfg.vocab_size, (batch, seq)).astype(np.int32)
-    data = {"input_ids": ids, "attention_mask": np.ones_like(ids),
-            "segment_ids": np.zeros_like(ids), "labels": (ids[:, 0] % 2).astype(np.int32),
-            "weights": np.ones(batch, np.float32)}
     runs = {}
     for m in which:
-        model, trainable, sums, spec = build(m, model_cfg, batch, seq)
-        if m == "lst_cached":
-            k = spec["features"].shape[2]
-            b = {"features": rng.normal(size=(batch, seq, k, model_cfg.hidden_size)).astype(
-                jnp.bfloat16), **{x: data[x] for x in ("attention_mask", "labels", "weights")}}
-        else:
-            b = data
-        params = jax.jit(model.init)(jax.random.PRNGKey(0), ids[:1, :8])["params"]
-        tx = tx_for(trainable)
-        step = jax.jit(make_train_step(sums, tx), donate_argnums=0)
-        state = create_state(params, tx, 0)
-        state, _ = step(state, b)  # compile
-        jax.block_until_ready(state)
+        mm = method_model(m, model_cfg)
+        b = example_batch(mm, model_cfg, batch, seq)
+        params = jax.jit(mm.model.init)(jax.random.PRNGKey(0),
+                                        jnp.ones((1, 8), jnp.int32))["params"]
+        tx = tx_for(mm.trainable)
+        step = jax.jit(make_train_step(mm.sums_fn, tx), donate_argnums=0)
+        state, _ = costs.timed_call(step, create_state(params, tx, 0), b)  # compile
         runs[m] = [step, state, b, []]
     for _ in range(steps):
         for r in runs.values():
-            t0 = time.perf_counter()
-            r[1], met = r[0](r[1], r[2])
-            jax.block_until_ready(met)
-            r[3].append(time.perf_counter() - t0)
+            r[1], t = costs.timed_call(r[0], r[1], r[2])
+            r[3].append(t)
     return {m: float(np.median(r[3])) for m, r in runs.items()}
 
 
 def forward_time(model_cfg, batch: int, seq: int, steps: int) -> float:
     """Median seconds of the trunk forward that builds one cache batch (the cache's cost)."""
-    trunk = encoder_config(model_cfg)
-    idx = feature_indices(trunk, lst_config({**LST_COMMON, "side_block": "gau"}))
-    fn = trunk_features_fn(trunk, idx)
-    from gau_jax.models import build_encoder
-
+    fn = method_model("lst_cached", model_cfg).trunk_features
     params = jax.jit(build_encoder(model_cfg).init)(jax.random.PRNGKey(0),
                                                     jnp.ones((1, 8), jnp.int32))["params"]
-    ids = np.full((batch, seq), 7, np.int32)
-    b = {"input_ids": ids, "attention_mask": np.ones_like(ids), "segment_ids": 0 * ids}
+    b = synthetic.classification_batch(batch, seq, model_cfg.vocab_size)
+    b = {k: b[k] for k in ("input_ids", "attention_mask", "segment_ids")}
     jax.block_until_ready(fn(params, b))
     ts = []
     for _ in range(steps):
@@ -180,6 +188,71 @@ def forward_time(model_cfg, batch: int, seq: int, steps: int) -> float:
         np.asarray(fn(params, b)).astype(jnp.bfloat16).tobytes()
         ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
+
+
+def bench(c: ml_collections.ConfigDict) -> dict:
+    """{"batch", "results": {trunk@n: {method: stats}}, "timing": {trunk: step times}}."""
+    which = list(cli.names(c.methods))
+    bad = sorted(set(which) - set(METHODS))
+    if bad:
+        raise ValueError(f"config.methods: unknown {bad}; choose from {METHODS}")
+    if "full" not in which:
+        which = ["full", *which]
+    results, timing = {}, {}
+    for preset in cli.names(c.models):
+        for n in c.seq_lens:
+            per = results[f"{preset}@{n}"] = {}
+            for m in which:
+                t0 = time.time()
+                cfg = get_model_config(preset)
+                cfg.scan_layers = False  # XLA's cost_analysis counts a scanned layer only once
+                per[m] = compiled_stats(m, cfg, c.batch_size, n)
+                print(f"{preset} n={n} {m}: total {_gb(per[m]['compiled_bytes']['total'])} GiB, "
+                      f"{per[m]['flops'] / 1e9:.0f} GFLOPs ({time.time() - t0:.0f}s)", flush=True)
+        if c.time_steps:
+            base = get_model_config(preset)
+            tcfg = time_model_config(preset, c.time_width, c.time_layers or base.num_layers)
+            t = step_times(tcfg, c.time_batch, c.time_seq, c.time_steps, which)
+            fwd = forward_time(tcfg, c.time_batch, c.time_seq, c.time_steps)
+            timing[preset] = {"config": {k: tcfg[k] for k in ("hidden_size", "num_layers",
+                                                                "intermediate_size", "key_size",
+                                                                "num_heads")},
+                              "batch": c.time_batch, "seq_len": c.time_seq, "seconds": t,
+                              "trunk_forward_s": fwd}
+            print(f"{preset} step times (s): {t}; trunk forward {fwd:.4f}s", flush=True)
+    return {"batch": c.batch_size, "results": results, "timing": timing}
+
+
+def merge(runs: list[dict], where: list[str]) -> dict:
+    """Later runs replace earlier ones per trunk@n and method (and per timed trunk)."""
+    out: dict[str, Any] = {"batch": None, "results": {}, "timing": {}}
+    for run, name in zip(runs, where, strict=True):
+        batch = run.get("batch")
+        if batch is not None and out["batch"] is not None and batch != out["batch"]:
+            raise ValueError(f"{name}: batch {batch} differs from the batch {out['batch']} of "
+                             "the results it would be merged with")
+        out["batch"] = batch if batch is not None else out["batch"]
+        for k, per in run["results"].items():
+            out["results"].setdefault(k, {}).update(per)
+        out["timing"].update(run["timing"])
+    return out
+
+
+def run(c: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+    """Benchmark (or merge earlier peft.json files), then results_dir/peft.{md,json,png}."""
+    out = cli.results_dir(c, workdir)
+    if c.merge:
+        files = list(cli.names(c.merge))
+        data = merge([json.loads(Path(f).read_text()) for f in files], files)
+    else:
+        data = bench(c)
+        old = out / "peft.json"
+        if old.exists():
+            data = merge([json.loads(old.read_text()), data], [str(old), "this run"])
+    if data["batch"] is None:
+        data["batch"] = c.batch_size
+    write_report(data, c.command, out)
+    return data
 
 
 def _gb(x: float) -> str:
@@ -229,87 +302,31 @@ def plot(results: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default="gau_alpha_base,roformer_v2_base")
-    p.add_argument("--seq_len", default="128,512")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--json", default="")
-    p.add_argument("--out", default="experiments/results/peft.md")
-    p.add_argument("--time_width", type=int, default=256)
-    p.add_argument("--time_layers", type=int, default=0, help="0 = the trunk's")
-    p.add_argument("--time_batch", type=int, default=8)
-    p.add_argument("--time_seq", type=int, default=128)
-    p.add_argument("--time_steps", type=int, default=5, help="0 = no timing")
-    p.add_argument("--merge", default="", help="A.json,B.json: only write the report of earlier "
-                   "--json outputs (later files override per trunk and method)")
-    a = p.parse_args(argv)
-    if a.merge:
-        results, timing = {}, {}
-        for f in a.merge.split(","):
-            d = json.loads(Path(f).read_text())
-            for k, per in d["results"].items():
-                results.setdefault(k, {}).update(per)
-            timing.update(d["timing"])
-        write_report(results, timing, a)
-        return {"results": results, "timing": timing}
-    which = [m.strip() for m in a.methods.split(",") if m.strip()]
-    bad = sorted(set(which) - set(METHODS))
-    if bad:
-        p.error(f"--methods: unknown {bad}; choose from {METHODS}")
-    if "full" not in which:
-        which = ["full", *which]
-    results, timing = {}, {}
-    for preset in a.model.split(","):
-        for n in (int(x) for x in a.seq_len.split(",")):
-            per = results[f"{preset}@{n}"] = {}
-            for m in which:
-                t0 = time.time()
-                cfg = get_model_config(preset)
-                cfg.scan_layers = False  # XLA's cost_analysis counts a scanned layer only once
-                per[m] = compiled_stats(m, cfg, a.batch, n)
-                print(f"{preset} n={n} {m}: total {_gb(per[m]['compiled_bytes']['total'])} GiB, "
-                      f"{per[m]['flops'] / 1e9:.0f} GFLOPs ({time.time() - t0:.0f}s)", flush=True)
-        if a.time_steps:
-            base = get_model_config(preset)
-            tcfg = time_model_config(preset, a.time_width, a.time_layers or base.num_layers)
-            t = step_times(tcfg, a.time_batch, a.time_seq, a.time_steps, which)
-            fwd = forward_time(tcfg, a.time_batch, a.time_seq, a.time_steps)
-            timing[preset] = {"config": {k: tcfg[k] for k in ("hidden_size", "num_layers",
-                                                                "intermediate_size", "key_size",
-                                                                "num_heads")},
-                              "batch": a.time_batch, "seq_len": a.time_seq, "seconds": t,
-                              "trunk_forward_s": fwd}
-            print(f"{preset} step times (s): {t}; trunk forward {fwd:.4f}s", flush=True)
-    write_report(results, timing, a)
-    return {"results": results, "timing": timing}
-
-
-def write_report(results: dict, timing: dict, a) -> None:
+def write_report(data: dict, command: str, out: Path) -> None:
+    """out/peft.md (tables), peft.json (`data`) and peft.png (ratios to full FT)."""
+    results, timing = data["results"], data["timing"]
     for key, per in results.items():
         t = timing.get(key.split("@")[0])
         for m, r in per.items():
             r["step_time_ratio"] = t["seconds"].get(m, np.nan) / t["seconds"]["full"] if t \
                 else None
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md = [f"# PEFT / LST cost, batch {a.batch} (generated by experiments/bench_peft.py)", "",
-          f"Command: `python -m experiments.bench_peft --model {a.model} --seq_len {a.seq_len} "
-          f"--batch {a.batch} --methods {a.methods}`", "",
-          "AdamW (weight decay, clipping); frozen leaves have no optimizer state. Memory and "
-          "FLOPs are XLA's (CPU backend) for one jitted train step with the state donated; "
-          "total = argument + output − alias + temp. LST: r = 8, gated ladders from every "
-          "trunk layer, side `lst` = RoFormerV2 blocks with 12 heads, `lst_gau` = single-head "
-          "GAU blocks, `lst_cached` = the GAU side fed bfloat16 features [b, n, K, d] from the "
-          "cache (no trunk in the step).", "", table(results), ""]
+    out.mkdir(parents=True, exist_ok=True)
+    md = results_header(f"PEFT / LST cost, batch {data['batch']} (generated by "
+                        "experiments/bench_peft.py)", command)
+    md += ["AdamW (weight decay, clipping); frozen leaves have no optimizer state. Memory and "
+           f"FLOPs are XLA's ({jax.default_backend()} backend) for one jitted train step with the "
+           "state donated; total = argument + output − alias + temp. LST: r = 8, gated ladders "
+           "from every trunk layer, side `lst` = RoFormerV2 blocks with heads of size 8, "
+           "`lst_gau` = single-head GAU blocks, `lst_cached` = the GAU side fed bfloat16 "
+           "features [b, n, K, d] from the cache (no trunk in the step).", "", table(results), ""]
     if timing:
+        names = next(iter(timing.values()))["seconds"]
         md += ["## Step time relative to full fine-tuning (measured side by side)", "",
-               "| trunk (timed size) | " + " | ".join(next(iter(timing.values()))["seconds"])
-               + " | cache break-even (epochs) |",
-               "|---|" + "---|" * (len(next(iter(timing.values()))["seconds"]) + 1)]
+               "| trunk (timed size) | " + " | ".join(names) + " | cache break-even (epochs) |",
+               "|---|" + "---|" * (len(names) + 1)]
         for preset, t in timing.items():
             s = t["seconds"]
             size = (f"{preset}: d={t['config']['hidden_size']}, L={t['config']['num_layers']}, "
@@ -322,12 +339,11 @@ def write_report(results: dict, timing: dict, a) -> None:
                "Break-even: building the cache costs one trunk forward (+ bfloat16 write) per "
                "batch, t_fwd; each later epoch saves t_lst_gau − t_cached per batch, so the cache "
                "wins from 1 + t_fwd / (t_lst_gau − t_cached) epochs on (disk permitting)."]
-    out.write_text("\n".join(md) + "\n")
-    plot(results, out.with_suffix(".png"))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"results": results, "timing": timing}, indent=1))
+    (out / "peft.md").write_text("\n".join(md) + "\n")
+    plot(results, out / "peft.png")
+    (out / "peft.json").write_text(json.dumps(data, indent=1))
     print("\n".join(md))
 
 
 if __name__ == "__main__":
-    main()
+    cli.main(run, "bench_peft")

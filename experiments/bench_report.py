@@ -1,6 +1,8 @@
 """Results files of experiments/bench_arch.py: arch.md (tables, target checks), .json, .png.
 
-Targets (issue 7): GAU-α base temp memory ≤ 0.6× RoFormerV2 base at n = 1024; compute efficiency
+Targets the benchmark checks (GAU-α's claim of being faster and lighter at the same parameter
+budget, Su, kexue.fm/archives/9052; chunked GAU's linear cost, Hua et al. 2022,
+arXiv:2202.10447): GAU-α base temp memory ≤ 0.6× RoFormerV2 base at n = 1024; compute efficiency
 of a GAU/RoFormer pair within 10% of each other at every timed n; base train step at n = 512
 ≥ 85% of the matmul rate; chunked GAU at 4096 ≥ 2× faster and ≥ 4× less temp memory than
 quadratic GAU, and its time and memory grow linearly in n.
@@ -13,7 +15,7 @@ import pathlib
 
 import ml_collections
 
-from experiments.reporting import machine_line, markdown_table
+from gau_jax.train.runlog import markdown_table, results_header
 
 MB = 2.0**20
 
@@ -23,7 +25,7 @@ def _fmt(r: dict, key: str, f: str, scale: float = 1.0) -> str:
 
 
 def target_checks(c: ml_collections.ConfigDict, records: list[dict]) -> list[str]:
-    """Each issue-7 target that the records can decide, as '- [x] ...' / '- [ ] ...' lines."""
+    """Each target (module docstring) the records can decide, as '- [x] ...' / '- [ ] ...'."""
     at = {(r["model"], r["n"]): r for r in records}
     out = []
 
@@ -92,21 +94,20 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
                "efficiency %", "MFU %"]
     spec = [[k, v.preset, json.dumps(dict(v.overrides)), v.baseline or "–", v.time_max_len]
             for k, v in c.models.items()]
-    parts = ["# GAU-α vs RoFormerV2: train-step FLOPs, memory, speed (issue 7)", "",
-             f"Command: `{c.command}`", "", f"Machine: {machine_line()}.", "",
-             f"Train step: MLM ({c.mlm_rate:.0%} of each row predicted; the tied head scores "
-             f"only those tokens), {c.optimizer}, state donated, batch "
-             f"{c.batch_size}, dtype {c.dtype}, dropout {c.dropout}, scan_layers "
-             f"{c.scan_layers}, remat {c.remat}. FLOPs from cost_analysis, memory from "
-             "memory_analysis (compile "
-             "only; temp = activations + workspace, args = params + optimizer state + batch). "
-             "Timed only up to each model's time_max_len, one warm-up then the median of up to "
-             f"{c.max_reps} runs; efficiency = achieved FLOP/s ÷ FLOP/s of a "
-             f"{c.matmul_size}² jnp.dot run back to back for about as long as the step, right "
-             "after it. The machine is shared, so times are noisy: compare ratios.", "",
-             markdown_table(["entry", "preset", "overrides", "baseline", "timed up to n"], spec),
-             "", "## Results", "", markdown_table(headers, rows), "",
-             "## Issue-7 targets", ""] + target_checks(c, records) + [""]
+    parts = results_header("GAU-α vs RoFormerV2: train-step FLOPs, memory, speed", c.command)
+    parts += [f"Train step: MLM ({c.mlm_rate:.0%} of each row predicted; the tied head scores "
+              f"only those tokens), {c.optimizer}, state donated, batch "
+              f"{c.batch_size}, dtype {c.dtype}, dropout {c.dropout}, scan_layers "
+              f"{c.scan_layers}, remat {c.remat}. FLOPs from cost_analysis, memory from "
+              "memory_analysis (compile "
+              "only; temp = activations + workspace, args = params + optimizer state + batch). "
+              "Timed only up to each model's time_max_len, one warm-up then the median of up to "
+              f"{c.max_reps} runs; efficiency = achieved FLOP/s ÷ FLOP/s of a "
+              f"{c.matmul_size}² jnp.dot run back to back for about as long as the step, right "
+              "after it. The machine is shared, so times are noisy: compare ratios.", "",
+              markdown_table(["entry", "preset", "overrides", "baseline", "timed up to n"], spec),
+              "", "## Results", "", markdown_table(headers, rows), "",
+              "## Targets", ""] + target_checks(c, records) + [""]
     (out / "arch.md").write_text("\n".join(parts))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     panels = [("temp_bytes", MB, "temp memory MiB (compiled)", True),

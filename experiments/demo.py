@@ -19,6 +19,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from configs import finetune, pretrain
+from experiments.cli import distributed_flags
 from gau_jax.train.loop import train
 
 FT_ARG = "task=sentiment,model=gau_alpha_tiny,method=full"
@@ -26,6 +27,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "output folder")
 _PRETRAIN_STEPS = flags.DEFINE_integer("pretrain_steps", 800, "MLM pretraining steps")
 _FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", 600, "fine-tuning steps")
 _PROGRESS = flags.DEFINE_bool("progress", True, "show tqdm progress bars")
+_START = distributed_flags()  # --coordinator_address, --num_processes, --process_id
 
 
 def demo_configs(pretrain_steps: int, finetune_steps: int, progress: bool = True):
@@ -95,6 +97,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)
+    _START()
     t0 = time.time()
     rows = run_demo(_WORKDIR.value, _PRETRAIN_STEPS.value, _FINETUNE_STEPS.value,
                     _PROGRESS.value)

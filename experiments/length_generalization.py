@@ -1,4 +1,4 @@
-"""Length generalisation: MLM accuracy at test lengths above the training length (issue 7).
+"""Length generalisation: MLM accuracy at test lengths above the training length.
 
     python -m experiments.length_generalization \
         --config configs/length_generalization.py:full --workdir runs/length_generalization
@@ -8,14 +8,19 @@ small encoder is trained by MLM (token-level masking by default) on rows of `tra
 tokens and evaluated on windows of each of `eval_lengths` tokens cut from the concatenated
 held-out documents (the same masked tokens at every length, so lengths differ only in the
 context each token sees); relu2 models are evaluated twice: n = the row's visible length (as
-trained) and n fixed at train_length.
+trained) and n fixed at train_length. Su, "从熵不变性看Attention的Scale操作",
+kexue.fm/archives/8823 (the reference table, docs/design.md).
 
     accuracy(L) = Σ_masked [argmax_v h_i·E_v = target_i] / #masked     (tied MLM head)
 
-Only the masked positions go through the tied head (the top-k positions by mlm_weight; k is
-checked to cover every masked token), which is the same head as Encoder's, run on fewer rows.
-Each finished run appends a line to WORKDIR/runs.jsonl (a re-run skips finished runs); the tables
-and the plot go to results_dir/length_generalization.{md,png}.
+Training is gau_jax.train.loop.Trainer on in-memory rows (masked once by gau_jax.data.masking,
+batched by MLMCollator; ShuffledRows draws the order from the seed), one workdir per run:
+WORKDIR/runs/<block>_<norm>_seed<s>-<hash of the config>; its own dev pass is empty (the
+evaluation is the window scoring here). Evaluation runs the library's eval step
+(make_eval_step ∘ mlm_sums_fn) with only the masked positions through the tied head (the top-k
+by mlm_weight; k covers every masked token). Each evaluated variant appends a line to
+WORKDIR/runs.jsonl (a re-run skips finished runs); the tables and the plot go to results_dir
+(default: WORKDIR)/length_generalization.{md,png}.
 """
 
 from __future__ import annotations
@@ -30,24 +35,30 @@ import jax
 import ml_collections
 import numpy as np
 
-from experiments.reporting import machine_line, markdown_table, mean_spread
+from configs.common import trainer_config
+from experiments import cli
 from gau_jax.data import sources
-from gau_jax.data.masking import WholeWordMasker, mask_units
+from gau_jax.data.masking import WholeWordMasker
+from gau_jax.data.pipeline import MLMCollator
+from gau_jax.data.synthetic import ShuffledRows
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab
 from gau_jax.models import build_encoder, presets
-from gau_jax.train import optim
-from gau_jax.train import state as train_state
-from gau_jax.train import step as train_step
+from gau_jax.train.inputs import Inputs
+from gau_jax.train.loop import Trainer
+from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
+from gau_jax.train.step import make_eval_step, mlm_sums_fn
 
 Rows = dict[str, np.ndarray]
+# Fields that only say where output goes or which runs to do: not part of a run's identity.
+NOT_IN_KEY = ("results_dir", "command", "blocks", "norms", "seeds")
 
 
-def model_config(c: ml_collections.ConfigDict, block: str, norm: str,
+def model_config(c: ml_collections.ConfigDict, block: str, norm: str, vocab_size: int,
                  fixed_n: int = 0) -> ml_collections.ConfigDict:
     """The encoder config of one variant (dropout off: short runs do not overfit)."""
     m = presets.get_model_config("roformer_v2_tiny" if block == "roformer_v2" else
                                  "gau_alpha_tiny")
-    m.update(vocab_size=c.vocab_size, hidden_size=c.hidden_size, attention_norm=norm,
+    m.update(vocab_size=vocab_size, hidden_size=c.hidden_size, attention_norm=norm,
              attention_fixed_n=fixed_n, hidden_dropout=0.0, attention_dropout=0.0, **c[block])
     return m
 
@@ -63,25 +74,14 @@ def text_windows(text: str, length: int, count: int, start: int = 0) -> list[str
 
 def mask_rows(tok: ChineseTokenizer, texts: Sequence[str], length: int, seed: int,
               unit: str = "token") -> Rows:
-    """Masked rows padded to `length` (CONTRACT mlm batch layout); 15% of units, 80/10/10.
+    """Masked rows padded to `length` (MLM batch of docs/batches.md); 15% of units, 80/10/10.
 
-    unit "word": whole-word masking (jieba words, gau_jax.data.masking); "token": every token is
-    its own unit (BERT's original masking), through the same mask_units.
+    unit "word": whole-word masking (jieba words); "token": every token is its own unit (BERT's
+    original masking). One generator masks the texts in order (gau_jax.data.masking).
     """
     masker, rng = WholeWordMasker(tok, length, unit=unit), np.random.default_rng(seed)
-    out = {k: np.zeros((len(texts), length), np.int32) for k in
-           ("input_ids", "segment_ids", "attention_mask", "mlm_targets")}
-    out["mlm_weights"] = np.zeros((len(texts), length), np.float32)
-    for i, t in enumerate(texts):
-        ids, units = masker.encode(t)
-        r = dict(zip(("input_ids", "mlm_targets", "mlm_weights"),
-                     mask_units(ids, units, rng, mask_id=tok.mask_id,
-                                random_ids=masker.random_ids), strict=True))
-        n = len(ids)
-        out["input_ids"][i, :n], out["attention_mask"][i, :n] = r["input_ids"], 1
-        out["mlm_targets"][i, :n], out["mlm_weights"][i, :n] = r["mlm_targets"], r["mlm_weights"]
-    out["input_ids"][out["attention_mask"] == 0] = tok.pad_id
-    return out
+    collate = MLMCollator(tok.pad_id, length, pad_multiple=length, packed=False)
+    return collate([masker(t, rng) for t in texts])
 
 
 def head_rows(rows: Rows) -> int:
@@ -93,9 +93,9 @@ def eval_rows(tok: ChineseTokenizer, text: str, lengths: Sequence[int], n_tokens
               seed: int, unit: str = "token") -> dict[int, Rows]:
     """{L: rows}: the SAME masked tokens at every length, cut into [CLS] w [SEP] windows.
 
-    The held-out text is masked once (whole words, in chunks of the longest length), [CLS]/[SEP]
-    dropped to give one token stream; each length cuts it into windows of L-2 tokens. Only the
-    first T stream tokens are scored (T = the fewest any length covers), so every length predicts
+    The held-out text is masked once (in chunks of the longest length), [CLS]/[SEP] dropped to
+    give one token stream; each length cuts it into windows of L-2 tokens. Only the first T
+    stream tokens are scored (T = the fewest any length covers), so every length predicts
     exactly the same masked tokens and differs only in the context around them.
     """
     top = max(lengths)
@@ -139,40 +139,53 @@ def prepare_data(c: ml_collections.ConfigDict) -> tuple[ChineseTokenizer, Rows, 
     return tok, pool, evals
 
 
-def evaluate(model, params, rows: Rows, batch_tokens: int) -> float:
-    """MLM accuracy (%) over all masked tokens of `rows`."""
+def evaluate(model, state, rows: Rows, batch_tokens: int) -> float:
+    """MLM accuracy (%) over all masked tokens of `rows` (the library's eval step)."""
     n = rows["input_ids"].shape[1]
     bs = max(1, batch_tokens // n)
-    sums = train_step.mlm_sums_fn(model, head_rows(rows))
-    fn = jax.jit(lambda p, b: sums(p, b, None, None, False))
+    step = jax.jit(make_eval_step(mlm_sums_fn(model, head_rows(rows))))
     correct = weight = 0.0
     for i in range(0, len(rows["input_ids"]), bs):
-        s = fn(params, {k: v[i: i + bs] for k, v in rows.items()})
+        s = step(state, {k: v[i: i + bs] for k, v in rows.items()})
         correct, weight = correct + float(s["correct"]), weight + float(s["weight"])
     return 100.0 * correct / max(weight, 1.0)
 
 
-def train_one(c: ml_collections.ConfigDict, block: str, norm: str, seed: int, pool: Rows):
-    """Train one variant; returns (model, params, last-50-step mean loss, accuracy %)."""
-    model = build_encoder(model_config(c, block, norm))
-    params = model.init(jax.random.PRNGKey(seed), pool["input_ids"][:1])["params"]
-    schedule = optim.piecewise_linear_schedule(c.learning_rate, c.steps, c.warmup_steps, 0.0)
-    tx = optim.make_optimizer(c.optimizer, schedule, weight_decay=c.weight_decay,
-                              grad_clip_norm=c.grad_clip_norm)
+def run_config(c: ml_collections.ConfigDict, block: str, norm: str, seed: int,
+               vocab_size: int) -> ml_collections.ConfigDict:
+    """The Trainer config of one run (configs/common.py fields; the optimizer of `c`)."""
+    t = trainer_config()
+    t.kind = "pretrain"
+    t.model = model_config(c, block, norm, vocab_size)
     ramp = int(c.steps * c.residual_ramp_fraction) if block == "roformer_v2" else 0
-    step = jax.jit(train_step.make_train_step(train_step.mlm_sums_fn(model, head_rows(pool)), tx,
-                                              residual_ramp_steps=ramp), donate_argnums=0)
-    st = train_state.create_state(params, tx, seed)
-    rng, order, hist = np.random.default_rng(seed), np.zeros(0, np.int64), []
-    for _ in range(c.steps):
-        if len(order) < c.batch_size:
-            order = np.concatenate([order, rng.permutation(len(pool["input_ids"]))])
-        idx, order = order[: c.batch_size], order[c.batch_size:]
-        st, m = step(st, {k: v[idx] for k, v in pool.items()})
-        hist.append(m)
-    tail = jax.device_get(hist[-50:])
-    return (model, st.params, float(np.mean([m["loss"] for m in tail])),
-            float(100 * np.mean([m["accuracy"] for m in tail])))
+    t.update(seed=seed, total_steps=c.steps, batch_size=c.batch_size, max_length=c.train_length,
+             optimizer=c.optimizer, learning_rate=c.learning_rate, warmup_steps=c.warmup_steps,
+             end_lr_factor=0.0, weight_decay=c.weight_decay, grad_clip_norm=c.grad_clip_norm,
+             residual_ramp_steps=ramp, checkpoint_every_steps=c.steps, keep_checkpoints=1,
+             async_checkpoints=False, eval_every_steps=c.steps, eval_batches=0,
+             log_every_steps=min(c.log_every_steps, c.steps), progress_bar=False,
+             tensorboard=False)
+    return t
+
+
+def train_one(c: ml_collections.ConfigDict, block: str, norm: str, seed: int, pool: Rows,
+              tok: ChineseTokenizer, workdir: pathlib.Path):
+    """Train (or resume) one run in `workdir`; returns (model, state, summary).
+
+    summary["train_loss"] / ["train_accuracy"]: means over the last log period
+    (log_every_steps)."""
+    config = run_config(c, block, norm, seed, tok.vocab_size)
+    model = build_encoder(config.model)
+    inputs = Inputs(model=model, sums_fn=mlm_sums_fn(model, head_rows(pool)),
+                    train=ShuffledRows(pool, c.batch_size, seed), dev_batches=None,
+                    model_config=config.model, tokenizer=tok)
+    trainer = Trainer(config, workdir, inputs)
+    try:
+        summary = trainer.run()
+        state = jax.device_get(trainer.host_state())
+    finally:
+        trainer.close()
+    return model, state, summary
 
 
 def eval_variants(c: ml_collections.ConfigDict, norm: str) -> list[tuple[str, int]]:
@@ -183,33 +196,42 @@ def eval_variants(c: ml_collections.ConfigDict, norm: str) -> list[tuple[str, in
     return [(norm, 0)]
 
 
+def run_name(c: ml_collections.ConfigDict, block: str, norm: str, seed: int) -> str:
+    """The run's key and folder: readable prefix + hash of every config field that shapes it."""
+    fields = {k: v for k, v in c.to_dict().items() if k not in NOT_IN_KEY}
+    return run_key(f"{block}_{norm}_seed{seed}", fields)
+
+
 def run(c: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
-    """All runs (resuming from WORKDIR/runs.jsonl), then the results files. Returns records."""
+    """All runs of `c` (resuming from WORKDIR/runs.jsonl), then the results files; returns the
+    records of `c`'s runs (one per evaluated variant)."""
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / "runs.jsonl"
-    records = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["block"], r["norm"], r["seed"]) for r in records}
-    todo = [(b, n, s) for s in c.seeds for b in c.blocks for n in c.norms if (b, n, s) not in done]
+    log = RunLog(workdir / "runs.jsonl", key_fields=("run", "variant"))
+    plan = [(b, n, s, run_name(c, b, n, s)) for s in c.seeds for b in cli.names(c.blocks)
+            for n in cli.names(c.norms)]
+    todo = [p for p in plan if any(log.get({"run": p[3], "variant": v}) is None
+                                   for v, _ in eval_variants(c, p[1]))]
     if todo:
         tok, pool, evals = prepare_data(c)
-        c.vocab_size = tok.vocab_size
-    for block, norm, seed in todo:
+    for block, norm, seed, name in todo:
         t0 = time.time()
-        model, params, loss, acc = train_one(c, block, norm, seed, pool)
+        model, state, summary = train_one(c, block, norm, seed, pool, tok,
+                                          workdir / "runs" / name)
         train_s = time.time() - t0
         for label, fixed_n in eval_variants(c, norm):
-            m = model if not fixed_n else build_encoder(model_config(c, block, norm, fixed_n))
-            accs = {str(L): evaluate(m, params, evals[L], c.eval_batch_tokens)
+            m = model if not fixed_n else build_encoder(
+                model_config(c, block, norm, tok.vocab_size, fixed_n))
+            accs = {str(L): evaluate(m, state, evals[L], c.eval_batch_tokens)
                     for L in c.eval_lengths}
-            rec = dict(block=block, norm=norm, variant=label, seed=seed, steps=c.steps,
-                       train_loss=loss, train_accuracy=acc, accuracy=accs,
+            rec = dict(run=name, block=block, norm=norm, variant=label, seed=seed, steps=c.steps,
+                       vocab_size=tok.vocab_size, train_loss=summary["train_loss"],
+                       train_accuracy=100 * summary["train_accuracy"], accuracy=accs,
                        train_seconds=round(train_s, 1), seconds=round(time.time() - t0, 1))
-            records.append(rec)
-            with log.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
+            log.append(rec)
             print(json.dumps(rec), flush=True)
-    write_report(c, records, pathlib.Path(c.results_dir))
+    records = [log.get({"run": name, "variant": v}) for b, n, s, name in plan
+               for v, _ in eval_variants(c, n)]
+    write_report(c, records, cli.results_dir(c, workdir))
     return records
 
 
@@ -231,7 +253,7 @@ def direction_checks(c, summary) -> list[str]:
     """Plain-language checks of Su's expected directions (means over seeds)."""
     longer = [str(L) for L in c.eval_lengths if L > c.train_length]
     lines = []
-    for b in c.blocks:
+    for b in cli.names(c.blocks):
         if (b, "softmax") in summary and (b, "softmax_plus") in summary:
             ok = [summary[b, "softmax_plus"][L][0] >= summary[b, "softmax"][L][0] for L in longer]
             lines.append(f"- {b}: softmax_plus ≥ softmax at {sum(ok)}/{len(ok)} lengths above "
@@ -247,32 +269,35 @@ def direction_checks(c, summary) -> list[str]:
 
 
 def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib.Path) -> None:
-    """results_dir/length_generalization.md (tables) and .png (accuracy vs test length)."""
+    """out/length_generalization.md (tables) and .png (accuracy vs test length)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
+    blocks = cli.names(c.blocks)
     summary = summarize(records)
     lengths = [str(L) for L in c.eval_lengths]
     seeds = sorted({r["seed"] for r in records})
-    parts = ["# Length generalisation of softmax / softmax_plus / relu2 (issue 7)", "",
-             f"Command: `{c.command}`", "",
-             f"Machine: {machine_line()}. Model size chosen for this CPU: hidden "
-             f"{c.hidden_size}; roformer_v2 {dict(c.roformer_v2)}; gau {dict(c.gau)}; char "
-             f"vocabulary {c.vocab_size}. Trained by MLM ({c.mask_unit}-level masking) at n = "
-             f"{c.train_length} for "
-             f"{c.steps} steps × {c.batch_size} rows ({c.optimizer}, lr {c.learning_rate}), "
-             f"seeds {seeds}; evaluated on {c.eval_tokens} tokens per length, windows cut from "
-             "the concatenated held-out documents. Cells: MLM accuracy %, mean ± sample sd over "
-             "seeds.", ""]
-    for b in c.blocks:
+    vocab = max(r.get("vocab_size", 0) for r in records) or c.vocab_size
+    parts = results_header("Length generalisation of softmax / softmax_plus / relu2",
+                           c.command)
+    parts += [f"Model size chosen for this CPU: hidden "
+              f"{c.hidden_size}; roformer_v2 {dict(c.roformer_v2)}; gau {dict(c.gau)}; char "
+              f"vocabulary {vocab}. Trained by MLM ({c.mask_unit}-level masking) at n = "
+              f"{c.train_length} for "
+              f"{c.steps} steps × {c.batch_size} rows ({c.optimizer}, lr {c.learning_rate}), "
+              f"seeds {seeds}; evaluated on {c.eval_tokens} tokens per length, windows cut from "
+              "the concatenated held-out documents. Cells: MLM accuracy %, mean ± sample sd over "
+              "seeds.", ""]
+    for b in blocks:
         rows = [[v] + [f"{s[L][0]:.2f} ± {s[L][1]:.2f}" for L in lengths]
                 for (bb, v), s in summary.items() if bb == b]
         parts += [f"## {b}", "", markdown_table(["variant"] + lengths, rows), ""]
     su_rows = [[k] + [f"{x:.2f}" for x in v] for k, v in SU_TABLE.items()]
-    parts += ["## Su's table (RoFormer small, trained at 64; DESIGN §4)", "",
+    parts += ["## Su's table (RoFormer small trained at 64; kexue.fm/archives/8823, "
+              "docs/design.md)", "",
               markdown_table(["variant", "64", "128", "256", "512", "1024"], su_rows), "",
               "## Expected directions, checked on the means", ""] + direction_checks(c, summary)
     run_rows = [[r["block"], r["variant"], r["seed"], f"{r['train_loss']:.3f}",
@@ -282,8 +307,8 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
         ["block", "variant", "seed", "train loss", "train acc"] + lengths + ["train s"],
         run_rows), ""]
     (out / "length_generalization.md").write_text("\n".join(parts))
-    fig, axes = plt.subplots(1, len(c.blocks), figsize=(5 * len(c.blocks), 4), squeeze=False)
-    for ax, b in zip(axes[0], c.blocks, strict=True):
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4), squeeze=False)
+    for ax, b in zip(axes[0], blocks, strict=True):
         for (bb, v), s in summary.items():
             if bb == b:
                 ax.errorbar([int(L) for L in lengths], [s[L][0] for L in lengths],
@@ -298,16 +323,5 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
     plt.close(fig)
 
 
-def main(argv: Sequence[str]) -> None:
-    del argv
-    run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/length_generalization.py")
-    _WORKDIR = flags.DEFINE_string("workdir", "runs/length_generalization", "runs.jsonl folder")
-    flags.mark_flags_as_required(["config"])
-    app.run(main)
+    cli.main(run, "length_generalization")

@@ -77,7 +77,7 @@ def write_clue(root: pathlib.Path) -> pathlib.Path:
                                    "answer": "二"}],
            "1-1"]
     _crlf_json(root / "c3/d-train.json", [doc])
-    _crlf_json(root / "c3/m-train.json", [doc, doc])
+    _crlf_json(root / "c3/m-train.json", [doc, doc[:2] + ["1-2"]])  # ids unique per file
     _crlf_json(root / "c3/d-dev.json", [doc])
     _crlf_json(root / "c3/m-dev.json", [[["文章"], [{"question": "问", "choice": ["甲", "乙"],
                                                      "answer": "乙"}], "m-1"]])

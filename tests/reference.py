@@ -1,4 +1,5 @@
-"""NumPy re-implementations of DESIGN §2, written from the formulas (not from the Flax code).
+"""NumPy re-implementations of the model's formulas (docs/design.md; the module docstrings of
+gau_jax/layers/*.py and gau_jax/models/encoder.py), written from the formulas, not the Flax code.
 
 Used by the *_vs_reference tests. Everything in float64.
 """

@@ -1,5 +1,6 @@
 """Checkpoints: bitwise-exact resume (model, optimizer, grain iterator), atomicity, shape errors,
-best-dev keeping, and fine-tuning from a pretraining workdir or a converted folder."""
+best-dev keeping, fine-tuning from a pretraining workdir or a converted folder, and
+merge_pretrained (keep_fresh leaves)."""
 
 import json
 
@@ -9,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import finetune
+from gau_jax.pretrained import load
 from gau_jax.train import checkpoint as ckpt_lib
 from gau_jax.train.loop import Trainer
 from gau_jax.train.metrics import read_jsonl
@@ -47,6 +49,7 @@ def uninterrupted(tmp_path_factory, corpus_file):
     return workdir, state
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_exact(tmp_path, corpus_file, uninterrupted):
     full_dir, full_state = uninterrupted
     first = Trainer(_pretrain_config(corpus_file), tmp_path)
@@ -117,6 +120,7 @@ def _jsonl_task(folder):
     return rows
 
 
+@pytest.mark.slow
 def test_finetune_from_pretraining_workdir(tmp_path, uninterrupted):
     full_dir, _ = uninterrupted
     rows = _jsonl_task(tmp_path / "task")
@@ -126,7 +130,7 @@ def test_finetune_from_pretraining_workdir(tmp_path, uninterrupted):
              tensorboard=False, eval_every_steps=1, log_every_steps=1, data_threads=1)
     trainer = Trainer(c, tmp_path / "ft")
     params = trainer.host_state().params
-    pretrained, _, _ = ckpt_lib.load_pretrained(full_dir)
+    pretrained = load(full_dir).params
     for a, b in zip(_leaves(params["encoder"]), _leaves(pretrained), strict=True):
         np.testing.assert_array_equal(a, b)
     fresh = trainer.model.init(jax.random.PRNGKey(c.seed), np.ones((1, 16), np.int32))["params"]
@@ -153,16 +157,40 @@ def test_finetune_from_pretraining_workdir(tmp_path, uninterrupted):
 
 def test_converted_folder_layout(tmp_path, uninterrupted):
     full_dir, _ = uninterrupted
-    pretrained, cfg, _ = ckpt_lib.load_pretrained(full_dir)
+    pre = load(full_dir)
+    pretrained, cfg = pre.params, pre.config.to_dict()
     out = tmp_path / "converted"
     out.mkdir()
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(out / "params", {"params": pretrained})
     (out / "config.json").write_text(json.dumps(cfg))
     (out / "vocab.txt").write_text((full_dir / "vocab.txt").read_text())
-    params, cfg2, vocab = ckpt_lib.load_pretrained(out)
+    pre2 = load(out)
+    params, cfg2, vocab = pre2.params, pre2.config.to_dict(), pre2.vocab
     assert cfg2 == cfg and vocab == out / "vocab.txt"
     for a, b in zip(_leaves(params), _leaves(pretrained), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(FileNotFoundError, match="config.json"):
-        ckpt_lib.load_pretrained(tmp_path)
+        load(tmp_path)
+
+
+def test_merge_pretrained_keep_fresh():
+    fresh = {"encoder": {"w": np.zeros(2, np.float32),
+                         "layers": {"Adapter_0": {"k": np.ones(3, np.float32)}}},
+             "head": np.full(1, 7.0, np.float32)}
+    trunk = {"w": np.asarray([1.0, 2.0], np.float64)}
+    is_adapter = lambda names: any(k.startswith("Adapter") for k in names)
+    out = ckpt_lib.merge_pretrained(fresh, trunk, ("encoder",), keep_fresh=is_adapter)
+    np.testing.assert_array_equal(out["encoder"]["w"], [1.0, 2.0])
+    assert out["encoder"]["w"].dtype == np.float32  # the model's dtype
+    np.testing.assert_array_equal(out["encoder"]["layers"]["Adapter_0"]["k"], np.ones(3))
+    np.testing.assert_array_equal(out["head"], [7.0])
+    with pytest.raises(ValueError, match=r"at encoder: layers/Adapter_0/k is missing"):
+        ckpt_lib.merge_pretrained(fresh, trunk, ("encoder",))
+    with pytest.raises(ValueError, match=r"w is missing"):  # keep_fresh covers adapters only
+        ckpt_lib.merge_pretrained(fresh, {}, ("encoder",), keep_fresh=is_adapter)
+    with pytest.raises(ValueError, match=r"x is in config.init_from but not in the model"):
+        ckpt_lib.merge_pretrained(fresh, {**trunk, "x": np.zeros(1)}, ("encoder",),
+                                  keep_fresh=is_adapter)
+    with pytest.raises(ValueError, match=r"w has shape \(3,\)"):
+        ckpt_lib.merge_pretrained(fresh, {"w": np.zeros(3)}, ("encoder",), keep_fresh=is_adapter)

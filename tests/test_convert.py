@@ -16,11 +16,10 @@ from gau_jax.convert.common import (
     expected_shapes,
     export_params,
     import_params,
-    stack,
 )
 from gau_jax.convert.tf_checkpoint import read_tf_checkpoint
-from gau_jax.models import build_encoder, get_model_config
-from gau_jax.pretrained import detect_format, load_params, load_pretrained
+from gau_jax.models import build_encoder, get_model_config, stack_layers
+from gau_jax.pretrained import detect_format, load, load_pretrained
 from tests.convert_fixtures import padded_batch, write_vocab
 
 DATA = Path(__file__).with_name("data")
@@ -36,7 +35,7 @@ def _tiny(block: str, use_bias: bool = False, norm: str = "softmax_plus"):
         cfg.update(key_size=8, attention_norm=norm)
     rng = np.random.default_rng(len(block) + use_bias)  # random params of the right shapes
     flat = {p: rng.standard_normal(s).astype(np.float32) for p, s in expected_shapes(cfg).items()}
-    return cfg, stack(_nest(flat), cfg.num_layers)
+    return cfg, stack_layers(_nest(flat))
 
 
 def _hf_folder(tmp: Path, block: str, **kw) -> tuple:
@@ -73,7 +72,8 @@ def test_tf_bundle_reader_rejects_non_checkpoints(tmp_path):
 def test_hf_round_trip(tmp_path, block, use_bias):
     cfg, params = _hf_folder(tmp_path, block, use_bias=use_bias)
     assert detect_format(tmp_path / "hf") == "hf"
-    cfg2, params2, _ = load_params(tmp_path / "hf")
+    pre = load(tmp_path / "hf")
+    cfg2, params2 = pre.config, pre.params
     for field in ("block", "vocab_size", "hidden_size", "num_layers", "intermediate_size",
                   "key_size", "num_heads", "attention_norm", "use_bias", "norm_eps"):
         assert cfg2[field] == cfg[field], field
@@ -105,9 +105,8 @@ def test_convert_cli_writes_the_init_from_layout(tmp_path):
     assert {p.name for p in out.iterdir()} >= {"config.json", "vocab.txt", "params"}
     assert json.loads((out / "config.json").read_text())["block"] == "gau"
     assert detect_format(out) == "gau_jax"
-    from gau_jax.train.checkpoint import load_pretrained as init_from  # the fine-tuning reader
-
-    raw, cfg_dict, vocab = init_from(out)
+    pre = load(out)  # what fine-tuning's init_from reads
+    raw, cfg_dict, vocab = pre.params, pre.config.to_dict(), pre.vocab
     assert cfg_dict["vocab_size"] == V and vocab == out / "vocab.txt"
     _assert_same(params, raw)
     model, params2, tok = load_pretrained(out)
@@ -117,7 +116,7 @@ def test_convert_cli_writes_the_init_from_layout(tmp_path):
     np.testing.assert_allclose(a.logits, b.logits, atol=1e-6)
     assert tok.vocab_size == V and a.logits.shape == (2, 6, V)
     assert convert_main([str(out), str(tmp_path / "back"), "--to", "hf"]) == 0
-    _assert_same(params, load_params(tmp_path / "back")[1])
+    _assert_same(params, load(tmp_path / "back").params)
 
 
 def test_load_pretrained_unrolled_and_dtype_overrides(tmp_path):
@@ -222,9 +221,8 @@ def test_unrecognised_folders(tmp_path):
 
 def test_init_from_reads_a_released_hf_folder_directly(tmp_path):
     """One-command fine-tuning: config.init_from may name the downloaded port folder itself."""
-    from gau_jax.train.checkpoint import load_pretrained as init_from
-
     cfg, params = _hf_folder(tmp_path, "roformer_v2")
-    raw, cfg_dict, vocab = init_from(tmp_path / "hf")
+    pre = load(tmp_path / "hf")
+    raw, cfg_dict, vocab = pre.params, pre.config.to_dict(), pre.vocab
     assert cfg_dict["block"] == "roformer_v2" and vocab == tmp_path / "hf" / "vocab.txt"
     _assert_same(params, raw)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from gau_jax.convert import hf
-from gau_jax.pretrained import load_params, load_pretrained
+from gau_jax.pretrained import load, load_pretrained
 from tests.convert_fixtures import padded_batch, write_vocab
 
 pytestmark = pytest.mark.parity
@@ -125,8 +125,8 @@ def test_export_back_reloads_in_port(ports):
     tmp, batch = ports
     jobs = []
     for name in CASES:
-        cfg, params, vocab = load_params(tmp / name)
-        hf.save(tmp / f"back_{name}", cfg, params, vocab)
+        pre = load(tmp / name)
+        hf.save(tmp / f"back_{name}", pre.config, pre.params, pre.vocab)
         jobs.append({"op": "run", "dir": str(tmp / f"back_{name}"),
                      "inputs": str(tmp / "inputs.npz"), "out": str(tmp / f"back_{name}.npz")})
     _run_port(jobs, tmp, "back")

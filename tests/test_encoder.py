@@ -51,6 +51,7 @@ def test_encoder_vs_numpy_reference(preset, over):
 
 @pytest.mark.parametrize("norm", ["softmax", "softmax_plus", "relu2"])
 @pytest.mark.parametrize("preset,over", BLOCKS)
+@pytest.mark.slow
 def test_outputs_at_real_positions_ignore_extra_padding(preset, over, norm):
     model = build_encoder(_tiny(preset, attention_norm=norm, **over))
     ids, mask, seg = _batch(n=10, lengths=(10, 6))
@@ -100,13 +101,14 @@ def test_parameter_counts_with_bias_and_chunks():
 
 
 def test_base_sizes_are_the_released_ones():
-    # RoFormerV2 base ~94M and GAU-α base ~ the same budget (DESIGN §2).
+    # RoFormerV2 base ~94M and GAU-α base ~ the same budget (docs/design.md, presets).
     for preset in ("roformer_v2_base", "gau_alpha_base"):
         n = closed_form_params(get_model_config(preset))
         assert 90e6 < n < 100e6, (preset, n)
 
 
 @pytest.mark.parametrize("preset", ["roformer_v2_small", "gau_alpha_base"])
+@pytest.mark.slow
 def test_initial_std_follows_su_rule(preset):
     cfg = get_model_config(preset)
     params = build_encoder(cfg).init(jax.random.key(0), jnp.ones((1, 4), jnp.int32))["params"]
@@ -123,6 +125,7 @@ def test_initial_std_follows_su_rule(preset):
 
 
 @pytest.mark.parametrize("preset", ["roformer_v2_tiny", "gau_alpha_tiny"])
+@pytest.mark.slow
 def test_scan_unrolled_and_remat_agree(preset):
     ids, mask, seg = _batch()
     scanned = build_encoder(_tiny(preset))
@@ -162,6 +165,7 @@ def test_hidden_states_are_embeddings_then_each_layer():
 
 
 @pytest.mark.parametrize("preset", ["roformer_v2_tiny", "gau_alpha_tiny"])
+@pytest.mark.slow
 def test_bfloat16_within_tolerance_of_float32(preset):
     ids, mask, seg = _batch()
     f32 = build_encoder(_tiny(preset))
@@ -183,6 +187,7 @@ def test_residual_scale_zero_keeps_embeddings():
     np.testing.assert_allclose(out.last_hidden_state, out.hidden_states[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dropout_needs_rng_and_is_off_when_deterministic():
     model = build_encoder(_tiny("gau_alpha_tiny"))
     ids, mask, seg = _batch()

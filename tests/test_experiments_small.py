@@ -1,4 +1,4 @@
-"""Small versions of the issue-7 experiments: length generalisation and the architecture bench.
+"""Small versions of the experiments: length generalisation and the architecture bench.
 
 Each runs end to end on tiny models (2 lengths, 1 seed, a few steps) and must write well-formed
 results files; the bench's compiled FLOP counts must match the closed-form matmul count within
@@ -6,6 +6,8 @@ results files; the bench's compiled FLOP counts must match the closed-form matmu
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from configs import length_generalization as lg_config
 from experiments import bench_arch, length_generalization
 from gau_jax.data import sources
 from gau_jax.data.tokenizer import build_char_vocab
+from gau_jax.models.costs import train_matmul_flops
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -39,7 +42,7 @@ def test_length_generalization_smoke(tmp_path):
     c = lg_config.get_config("smoke")
     c.results_dir = str(tmp_path / "results")
     records = length_generalization.run(c, tmp_path / "work")
-    assert {(r["block"], r["variant"]) for r in records} == {
+    assert len(records) == 4 and {(r["block"], r["variant"]) for r in records} == {
         (b, v) for b in ("roformer_v2", "gau")
         for v in ("relu2 (n = row length)", "relu2 (fixed n = 64)")}
     for r in records:
@@ -52,13 +55,31 @@ def test_length_generalization_smoke(tmp_path):
     assert (tmp_path / "results" / "length_generalization.png").read_bytes()[:8] == PNG
     again = length_generalization.run(c, tmp_path / "work")  # resumes: nothing left to train
     assert again == records
+    runs = {r["run"] for r in records}
+    assert {p.name for p in (tmp_path / "work" / "runs").iterdir()} == runs
+    for name in runs:  # each run trained by the Trainer in its own workdir, to the last step
+        summary = json.loads((tmp_path / "work" / "runs" / name / "summary.json").read_text())
+        assert summary["step"] == c.steps
+    c.steps += 1  # another setting: new runs, not the finished ones read back
+    assert {r["run"] for r in length_generalization.run(c, tmp_path / "work")}.isdisjoint(runs)
+    assert not (tmp_path / "work" / "length_generalization.md").exists()  # results_dir only
+
+
+def test_mask_rows_pads_with_the_library_collator():
+    docs = sources.load_corpus(None)[:50]
+    tok = build_char_vocab(docs, 500)
+    texts = ["".join(docs)[:20], "".join(docs)[20:25]]
+    rows = length_generalization.mask_rows(tok, texts, 32, seed=0)
+    assert rows["input_ids"].shape == (2, 32)
+    np.testing.assert_array_equal(rows["attention_mask"].sum(1), [22, 7])  # [CLS] text [SEP]
+    assert (rows["input_ids"][1, 7:] == tok.pad_id).all()
+    assert (rows["mlm_weights"][rows["attention_mask"] == 0] == 0).all()
 
 
 @pytest.mark.slow
 def test_bench_arch_smoke_flops_match_closed_form(tmp_path):
     c = bench_config.get_config("smoke")
-    c.results_dir = str(tmp_path)
-    records = bench_arch.run(c)
+    records = bench_arch.run(c, tmp_path)  # results_dir "": the workdir
     assert {(r["model"], r["n"]) for r in records} == {
         ("roformer_v2_tiny", 128), ("roformer_v2_tiny", 256), ("gau_alpha_tiny", 128),
         ("gau_alpha_tiny", 256), ("gau_alpha_tiny_chunk64", 256)}
@@ -72,13 +93,13 @@ def test_bench_arch_smoke_flops_match_closed_form(tmp_path):
     gau = next(r for r in records if r["model"] == "gau_alpha_tiny" and r["n"] == 128)
     assert gau["speed_ratio"] > 0 and gau["memory_ratio"] > 0
     md = (tmp_path / "arch.md").read_text()
-    assert "## Issue-7 targets" in md and "| gau_alpha_tiny_chunk64 | 256 |" in md
+    assert "## Targets" in md and "| gau_alpha_tiny_chunk64 | 256 |" in md
     assert (tmp_path / "arch.png").read_bytes()[:8] == PNG
 
 
 def test_closed_form_flops_scale_as_expected():
     cfg = bench_arch.model_config(bench_config.get_config("smoke"), "gau_alpha_tiny")
-    lin = bench_arch.matmul_flops(cfg, 1, 256) - bench_arch.matmul_flops(cfg, 1, 128)
+    lin = train_matmul_flops(cfg, 1, 256) - train_matmul_flops(cfg, 1, 128)
     # f(n) = a n + b n²: f(256) - 2 f(128) = b (256² - 2·128²) = 2·b·128², b = 3·L·2(s+e)
     b = 3 * cfg.num_layers * 2 * (cfg.key_size + cfg.intermediate_size)
-    assert lin - bench_arch.matmul_flops(cfg, 1, 128) == pytest.approx(b * 2 * 128**2)
+    assert lin - train_matmul_flops(cfg, 1, 128) == pytest.approx(b * 2 * 128**2)

@@ -132,6 +132,7 @@ def test_gau_vs_reference(kind, chunk):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_chunked_gau_is_linear_in_length():
     """Its compiled temp memory grows ~linearly, the quadratic GAU's ~quadratically."""
     def temp_bytes(chunk, n):

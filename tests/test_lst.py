@@ -3,7 +3,6 @@ side network learns, compiled memory below full fine-tuning, bad configs rejecte
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -60,6 +59,7 @@ def test_default_ladder_layers_and_bad_input():
 
 
 @pytest.mark.parametrize("fusion,side_layers", [("gated", 1), ("additive", 1), ("gated", 2)])
+@pytest.mark.slow
 def test_fusion_rules_match_hand_computation(fusion, side_layers):
     lst = LSTConfig(reduction=4, side_layers=side_layers, fusion=fusion, dropout=0.0)
     model = build_model(tiny(num_layers=2), 3, lst)
@@ -83,6 +83,7 @@ def test_fusion_rules_match_hand_computation(fusion, side_layers):
 
 
 @pytest.mark.parametrize("fusion,remat", [("gated", "full"), ("additive", "none")])
+@pytest.mark.slow
 def test_scanned_side_matches_unrolled(fusion, remat):
     """lst.scan_layers only changes how the side loop compiles: same params, outputs, grads
     (dropout on: both draw layer i's mask from the same key)."""
@@ -105,6 +106,7 @@ def test_scanned_side_matches_unrolled(fusion, remat):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_trunk_features_are_deterministic():
     model = build_model(tiny(hidden_dropout=0.3, attention_dropout=0.3, num_layers=2), 2,
                         {"reduction": 4})
@@ -119,6 +121,7 @@ def test_trunk_features_are_deterministic():
 
 
 @pytest.mark.parametrize("side_block", ["gau", "roformer_v2"])
+@pytest.mark.slow
 def test_trunk_frozen_side_learns(side_block):
     lst = {"reduction": 4, "side_block": side_block, "side_heads": 2, "dropout": 0.0}
     model = build_model(tiny(side_block, num_layers=2), 2, {**lst, "side_layers": 2})
@@ -164,6 +167,7 @@ def _compiled(model, trainable, b):
     return jax.jit(step).lower(state, b).compile().memory_analysis()
 
 
+@pytest.mark.slow
 def test_compiled_temp_memory_below_full_finetuning():
     cfg = tiny("roformer_v2", hidden_size=128, num_heads=4, key_size=32, intermediate_size=512)
     b = batch(b=8, n=64)
@@ -172,11 +176,14 @@ def test_compiled_temp_memory_below_full_finetuning():
     assert lst.temp_size_in_bytes < 0.5 * full.temp_size_in_bytes, (lst, full)
 
 
+@pytest.mark.slow
 def test_build_method_plugin():
-    from gau_jax.train.methods import build_method
+    from configs import finetune
+    from gau_jax.train import methods
 
-    c = ml_collections.ConfigDict({"lst": {"reduction": 4, "side_layers": 2}})
-    spec = build_method("lst", tiny(), 3, c)
+    c = finetune.get_config("method=lst")
+    c.lst.update(reduction=4, side_layers=2)
+    spec = methods.get("lst").build(c, tiny(), 3)
     assert spec.encoder_path == ("encoder",)
     p = init(spec.model, batch())
     mask = spec.trainable(p)

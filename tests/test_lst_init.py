@@ -57,6 +57,7 @@ def test_fisher_is_sum_of_squared_grads():
 
 
 @pytest.mark.parametrize("preset", ["gau_alpha_tiny", "roformer_v2_tiny"])
+@pytest.mark.slow
 def test_pruned_side_params_fit_the_model(preset):
     c = get_model_config(preset)
     c.update(vocab_size=30)
@@ -92,6 +93,7 @@ def test_pruned_init_needs_matching_side_block():
                                                         side_heads=1))
 
 
+@pytest.mark.slow
 def test_trainer_starts_from_the_pruned_side(tmp_path):
     """Inputs.post_init puts the magnitude-pruned side into the Trainer's first state; the trunk
     and the fresh head are those of a random-init run with the same seed."""

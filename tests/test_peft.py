@@ -1,12 +1,23 @@
 """LoRA / adapters / BitFit: unchanged output at init, the right leaves train, clear errors."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import finetune
 from gau_jax.models import Classifier, build_encoder, get_model_config
-from gau_jax.train.methods import build_method
+from gau_jax.train import methods
+
+
+def build_method(name, model_config, num_classes, config):
+    return methods.get(name).build(config, model_config, num_classes)
+
+
+def run_config(**overrides):
+    """The fine-tuning config (every method's defaults) with `overrides`."""
+    c = finetune.get_config()
+    c.update_from_flattened_dict(overrides)
+    return c
 
 
 def cfg(block="gau"):
@@ -25,8 +36,8 @@ def leaves_where(mask, params):
 
 @pytest.mark.parametrize("block", ["gau", "roformer_v2"])
 def test_lora_zero_b_leaves_output_unchanged(block):
-    config = ml_collections.ConfigDict({"lora": {"rank": 2, "alpha": 4.0,
-                                                 "targets": ("query", "value", "uvz")}})
+    config = run_config(**{"lora.rank": 2, "lora.alpha": 4.0,
+                           "lora.targets": ("query", "value", "uvz")})
     spec = build_method("lora", cfg(block), 3, config)
     p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
     assert spec.encoder_path == ("base", "encoder")
@@ -44,7 +55,7 @@ def test_lora_zero_b_leaves_output_unchanged(block):
 
 
 def test_adapter_identity_at_init_and_mask():
-    config = ml_collections.ConfigDict({"adapter_size": 8})
+    config = run_config(adapter_size=8)
     spec = build_method("adapter", cfg(), 3, config)
     p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
     plain = Classifier(build_encoder(cfg()), 3)
@@ -60,10 +71,10 @@ def test_adapter_identity_at_init_and_mask():
 
 
 def test_bitfit_biases_only_and_pretrained_error():
-    spec = build_method("bitfit", cfg(), 3, ml_collections.ConfigDict({"init_from": ""}))
+    spec = build_method("bitfit", cfg(), 3, run_config(init_from=""))
     p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
     trained = leaves_where(spec.trainable(p), p)
     assert any(k.endswith("bias") and k.startswith("encoder") for k in trained)
     assert all(k.endswith("bias") or k.startswith("classifier") for k in trained)
     with pytest.raises(ValueError, match="has no biases"):
-        build_method("bitfit", cfg(), 3, ml_collections.ConfigDict({"init_from": "runs/x"}))
+        build_method("bitfit", cfg(), 3, run_config(init_from="runs/x"))

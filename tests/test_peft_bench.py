@@ -2,23 +2,47 @@
 
 import json
 
+import pytest
+
+from configs import bench_peft as peft_config
 from experiments import bench_peft
 
 
+@pytest.mark.slow
 def test_bench_reduced_writes_wellformed_results(tmp_path):
+    c = peft_config.get_config("smoke")  # gau_alpha_tiny, n = 64, batch 4, full + lst_cached
+    bench_peft.run(c, tmp_path)
     out, js = tmp_path / "peft.md", tmp_path / "peft.json"
-    bench_peft.main(["--model", "gau_alpha_tiny", "--seq_len", "64", "--batch", "4",
-                     "--methods", "lst_cached", "--time_width", "64",
-                     "--time_layers", "2", "--time_batch", "2", "--time_seq", "16",
-                     "--time_steps", "1", "--out", str(out), "--json", str(js)])
-    data = json.loads(js.read_text())["results"]["gau_alpha_tiny@64"]
+    report = json.loads(js.read_text())
+    data = report["results"]["gau_alpha_tiny@64"]
     assert set(data) == {"full", "lst_cached"}
     for r in data.values():
         assert set(r["compiled_bytes"]) >= {"argument", "output", "temp", "total"}
         assert r["trainable_params"] > 0 and r["flops"] > 0 and r["step_time_ratio"] > 0
-    assert data["full"]["step_time_ratio"] == 1.0
+    seconds = report["timing"]["gau_alpha_tiny"]["seconds"]  # measured step times
+    assert set(seconds) == {"full", "lst_cached"} and all(t > 0 for t in seconds.values())
+    for m, r in data.items():
+        assert r["step_time_ratio"] == pytest.approx(seconds[m] / seconds["full"]), m
     assert data["lst_cached"]["optimizer_state_bytes"] < data["full"]["optimizer_state_bytes"]
     assert data["lst_cached"]["flops"] < data["full"]["flops"]
     text = out.read_text()
     assert "| gau_alpha_tiny | 64 | lst_cached |" in text and "| full |" in text
     assert out.with_suffix(".png").stat().st_size > 1000
+    cb = data["full"]["compiled_bytes"]
+    assert cb["total"] == cb["argument"] + cb["output"] - cb["alias"] + cb["temp"]
+
+
+def test_merge_keeps_other_trunks_and_checks_the_batch(tmp_path):
+    def run(trunk, methods, batch=4):
+        return {"batch": batch, "timing": {},
+                "results": {f"{trunk}@64": {m: {"flops": float(i + 1)}
+                                             for i, m in enumerate(methods)}}}
+
+    old = run("a", ["full", "lora"])
+    new = run("b", ["full"])
+    new["results"]["a@64"] = {"lora": {"flops": 9.0}}
+    merged = bench_peft.merge([old, new], ["old", "new"])
+    assert merged["results"] == {"a@64": {"full": {"flops": 1.0}, "lora": {"flops": 9.0}},
+                                 "b@64": {"full": {"flops": 1.0}}}
+    with pytest.raises(ValueError, match="new: batch 8"):
+        bench_peft.merge([old, run("b", ["full"], batch=8)], ["old", "new"])

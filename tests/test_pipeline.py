@@ -1,4 +1,4 @@
-"""grain pipelines: CONTRACT batch schema, buckets, sharding, determinism, exact resume."""
+"""grain pipelines: batch schema (docs/batches.md), buckets, sharding, determinism, resume."""
 
 from __future__ import annotations
 

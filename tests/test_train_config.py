@@ -49,7 +49,6 @@ def test_finetune_argument():
 @pytest.mark.parametrize("arg, error, match", [
     ("task=nope", ValueError, "config.task='nope' unknown"),
     ("task=cmrc2018", ValueError, "span task"),
-    ("method=prefix", ValueError, "config.method='prefix' unknown"),
     ("model=gau_alpha_huge", ConfigError, "gau_alpha_huge"),
     ("tsk=tnews", ValueError, "tsk=tnews"),
 ])
@@ -58,21 +57,27 @@ def test_finetune_bad_arguments(arg, error, match):
         finetune.get_config(arg)
 
 
+def test_unknown_method_is_an_error_before_anything_is_built():
+    # configs import nothing from the trainer: the method name is checked by validate_config
+    with pytest.raises(ValueError, match="config.method='prefix' unknown"):
+        validate_config(finetune.get_config("method=prefix"))
+
+
 def test_unknown_preset_for_pretraining():
     with pytest.raises(ConfigError, match="roformer_v3"):
         pretrain.get_config("roformer_v3")
 
 
 def test_method_registry_extension_point():
-    assert "full" in methods.available_methods() and "lst" in methods.available_methods()
+    assert "full" in methods.available() and "lst" in methods.available()
 
-    @methods.register_method("test_frozen_trunk")
-    def build(model_config, num_classes, config):
-        spec = methods.build_full(model_config, num_classes, config)
-        return spec.model, lambda p: {k: k != "encoder" for k in p}
+    def build(config, model_config, num_classes):
+        spec = methods.get("full").build(config, model_config, num_classes)
+        return methods.Built(spec.model, model_config, lambda p: {k: k != "encoder" for k in p})
 
+    methods.register(methods.Method("test_frozen_trunk", build))
     c = finetune.get_config("model=gau_alpha_tiny")
-    spec = methods.build_method("test_frozen_trunk", c.model, 3, c)
+    spec = methods.get("test_frozen_trunk").build(c, c.model, 3)
     assert spec.encoder_path == ("encoder",)
     assert spec.trainable({"encoder": 1, "classifier": 2}) == {"encoder": False,
                                                                 "classifier": True}

@@ -13,6 +13,10 @@ TEXTS = ["今天天气很好我们去公园玩", "这本书写得很好我很喜
          "质量不好很失望", "人民日报社论今天发表", "经济发展很快生活水平提高"]
 
 
+def _metrics(workdir):
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
 def _cli(*args):
     env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=ROOT, env=env,
@@ -35,16 +39,22 @@ def test_pretrain_then_finetune_cli(tmp_path):
             "--config.pad_multiple=16", "--config.progress_bar=False", "--config.data_threads=1"]
     pt = tmp_path / "pt"
     _cli("--config=configs/pretrain.py:gau_alpha_tiny", f"--workdir={pt}", *tiny,
-         "--config.total_steps=3", "--config.model.vocab_size=64", "--config.dev_documents=8",
-         f"--config.data_dir={corpus}", "--config.eval_batches=1")
+         "--config.total_steps=30", "--config.log_every_steps=10", "--config.batch_size=16",
+         "--config.model.vocab_size=64", "--config.dev_documents=8", f"--config.data_dir={corpus}",
+         "--config.eval_batches=2", "--config.eval_every_steps=10")
     assert {"config.json", "vocab.txt", "metrics.jsonl", "summary.json",
             "checkpoints"} <= {p.name for p in pt.iterdir()}
+    train = [r["loss"] for r in _metrics(pt) if r["split"] == "train"]
+    dev = [r["loss"] for r in _metrics(pt) if r["split"] == "dev"]  # the same masked rows
+    assert len(train) == len(dev) == 3 and train[-1] < train[0], train  # MLM learns
+    assert dev[-1] < dev[0] - 0.2, dev
     assert list((pt / "tensorboard").iterdir())
     ft = tmp_path / "ft"
     _cli("--config=configs/finetune.py:task=jsonl,model=gau_alpha_tiny,method=full",
-         f"--workdir={ft}", *tiny, "--config.total_steps=3", f"--config.data_dir={task}",
-         f"--config.init_from={pt}")
+         f"--workdir={ft}", *tiny, "--config.total_steps=30", f"--config.data_dir={task}",
+         f"--config.init_from={pt}", "--config.learning_rate=2e-2", "--config.eval_every_steps=30")
     summary = json.loads((ft / "summary.json").read_text())
-    assert summary["step"] == 3 and 0.0 <= summary["dev"]["accuracy"] <= 1.0
+    # dev = train here: 30 steps memorise the 6 rows (the majority class is 3 of 6)
+    assert summary["step"] == 30 and summary["dev"]["accuracy"] == 1.0, summary
     assert summary["dev"]["count"] == len(rows)
     assert (ft / "best").is_dir()

@@ -41,6 +41,7 @@ def test_residual_alpha_ramp():
                                 for t in (0, 5, 10, 30)], [0.0, 0.5, 1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_grad_accumulation_equals_large_batch():
     big_state, big_losses = _single_device_run(tiny_pretrain_config(), 1)
     acc_state, acc_losses = _single_device_run(tiny_pretrain_config(grad_accum_steps=4), 1)
@@ -60,6 +61,7 @@ def _trainer_losses(tmp_path, **overrides):
     return [r["loss"] for r in rows if r["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_jit_mesh_and_pmap_match_single_device(tmp_path):
     if jax.device_count() < 2:
         pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8")
@@ -101,6 +103,7 @@ def test_synthetic_iterator_state_round_trip():
     np.testing.assert_array_equal(next(it)["input_ids"], a["input_ids"])
 
 
+@pytest.mark.slow
 def test_roformer_v2_bfloat16_with_residual_ramp():
     """RoFormerV2 from scratch: α ramps in (α=0 at step 0); bfloat16 compute stays finite."""
     config = tiny_pretrain_config(total_steps=1, warmup_steps=0, residual_ramp_steps=2,
@@ -134,6 +137,7 @@ def _numpy_mlm_sums(logits, targets, weights):
             "correct": (weights * hit).sum()}
 
 
+@pytest.mark.slow
 def test_max_predictions_scores_only_the_top_k_masked_tokens():
     from gau_jax.train.step import mlm_sums_fn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from configs import pretrain
+from gau_jax.data.synthetic import IndexedBatches
 from gau_jax.models import build_encoder
 from gau_jax.train.inputs import Inputs
 from gau_jax.train.step import mlm_sums_fn
@@ -24,7 +25,7 @@ def tiny_pretrain_config(**overrides):
     return c
 
 
-class SyntheticMLM:
+class SyntheticMLM(IndexedBatches):
     """Batch i is a pure function of (seed, i): MLM batches with random tokens and targets."""
 
     def __init__(self, batch_size: int, length: int, seed: int = 0, vocab: int = VOCAB):
@@ -46,19 +47,6 @@ class SyntheticMLM:
         return {"input_ids": masked * mask, "segment_ids": np.zeros((b, n), np.int32),
                 "attention_mask": mask, "mlm_targets": (ids * (weights > 0)).astype(np.int32),
                 "mlm_weights": weights}
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        self.index += 1
-        return self.batch(self.index - 1)
-
-    def __iter__(self):
-        return self
-
-    def get_state(self) -> dict:
-        return {"index": self.index}
-
-    def set_state(self, state: dict) -> None:
-        self.index = int(state["index"])
 
 
 def synthetic_inputs(config) -> Inputs:

@@ -24,7 +24,6 @@ bert4keras exactly; the default keeps parity with the PyTorch port.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -33,7 +32,14 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from gau_jax.convert.common import ConvertError, NameFn
+from gau_jax.convert.common import (
+    MAX_LAYERS,
+    ConvertError,
+    NameFn,
+    config_float,
+    config_int,
+    read_json,
+)
 from gau_jax.convert.tf_checkpoint import read_tf_checkpoint
 from gau_jax.models import get_model_config
 
@@ -83,10 +89,13 @@ def read_tensors(source: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[s
 
 
 def _num_layers(tensors: Mapping[str, np.ndarray], block: str) -> int:
-    pat = re.compile(re.escape(LAYER_PREFIX[block]).replace(r"\{\}", r"(\d+)"))
+    pat = re.compile(re.escape(LAYER_PREFIX[block]).replace(r"\{\}", r"([0-9]{1,9})"))
     found = {int(m.group(1)) for k in tensors if (m := pat.match(k))}
     if not found:
         raise ConvertError(f"no {LAYER_PREFIX[block].format('<i>')}* variables in the checkpoint")
+    if max(found) >= MAX_LAYERS:
+        raise ConvertError(f"variable names imply {max(found) + 1} layers (> {MAX_LAYERS}): "
+                           "a corrupted checkpoint?")
     return max(found) + 1
 
 
@@ -94,9 +103,24 @@ def config_from_bert4keras(bert_cfg: dict, tensors: Mapping[str, np.ndarray],
                            source: str) -> ml_collections.ConfigDict:
     """Our model config from bert_config.json and the variable shapes (cross-checked)."""
     block = "gau" if any(k.startswith("GAU_alpha/") for k in tensors) else "roformer_v2"
+    if not isinstance(bert_cfg, dict):
+        raise ConvertError(f"{source}: bert_config.json is not a JSON object")
     if TOKEN not in tensors:
         raise ConvertError(f"{source}: variable {TOKEN!r} is missing (not a bert4keras "
                            "RoFormerV2 / GAU-α checkpoint?)")
+    shapes = {k: np.shape(v) for k, v in tensors.items()}
+    for name in (TOKEN, SEGMENT, f"{LAYER_PREFIX[block].format(0)}intermediate/dense/kernel",
+                 f"{LAYER_PREFIX[block].format(0)}gau/i_dense/kernel"):
+        if name in shapes and len(shapes[name]) != 2:
+            raise ConvertError(f"{source}: variable {name!r} has shape {shapes[name]}, "
+                               "expected a matrix")
+    q_scale = f"{LAYER_PREFIX[block].format(0)}gau/q_scaleoffset/gamma"
+    if q_scale in shapes and len(shapes[q_scale]) != 1:
+        raise ConvertError(f"{source}: variable {q_scale!r} has shape {shapes[q_scale]}, "
+                           "expected a vector")
+    for field in ("hidden_act",):
+        if not isinstance(bert_cfg.get(field, ""), str):
+            raise ConvertError(f"{source}: bert_config.json field {field!r} is not a string")
     vocab, d = tensors[TOKEN].shape
     cfg = get_model_config("roformer_v2_base" if block == "roformer_v2" else "gau_alpha_base")
     inferred = {"vocab_size": vocab, "hidden_size": d,
@@ -111,8 +135,9 @@ def config_from_bert4keras(bert_cfg: dict, tensors: Mapping[str, np.ndarray],
             inferred["intermediate_size"] = kernel.shape[1]
         if "num_attention_heads" not in bert_cfg:
             raise ConvertError(f"{source}: bert_config.json lacks 'num_attention_heads'")
-        heads = int(bert_cfg["num_attention_heads"])
-        key = int(bert_cfg.get("attention_key_size") or d // heads)
+        heads = config_int(bert_cfg, "num_attention_heads", source)
+        key = (config_int(bert_cfg, "attention_key_size", source)
+               if bert_cfg.get("attention_key_size") else d // heads)
         if act != "relu":
             raise ConvertError(f"{source}: hidden_act={act!r}; RoFormerV2 uses 'relu'")
         use_bias = first + "attention/self/query/bias" in tensors
@@ -128,7 +153,7 @@ def config_from_bert4keras(bert_cfg: dict, tensors: Mapping[str, np.ndarray],
         use_bias = first + "gau/i_dense/bias" in tensors
         cfg.update(num_heads=1, attention_norm="softmax_plus")
     for field, value in inferred.items():
-        if field in bert_cfg and int(bert_cfg[field]) != int(value):
+        if field in bert_cfg and config_int(bert_cfg, field, source, minimum=0) != int(value):
             raise ConvertError(f"{source}: bert_config.json says {field}={bert_cfg[field]}, the "
                                f"checkpoint's variables imply {value}")
     merged = {**bert_cfg, **inferred}
@@ -136,15 +161,23 @@ def config_from_bert4keras(bert_cfg: dict, tensors: Mapping[str, np.ndarray],
         if field not in merged:
             raise ConvertError(f"{source}: cannot determine {field} (bert_config.json lacks it "
                                "and the checkpoint lacks layer 0)")
+    for field in ("num_hidden_layers", "intermediate_size", "vocab_size", "hidden_size"):
+        config_int(merged, field, source, maximum=MAX_LAYERS if field == "num_hidden_layers"
+                   else 2**24)
+    if block == "roformer_v2" and key < 1:
+        raise ConvertError(f"{source}: hidden_size={d} with num_attention_heads={heads} leaves "
+                           "no key dimension")
     cfg.update(preset="", vocab_size=int(vocab), hidden_size=int(d),
                num_layers=int(merged["num_hidden_layers"]),
                intermediate_size=int(merged["intermediate_size"]),
-               type_vocab_size=int(merged.get("type_vocab_size", 2)),
-               norm_eps=float(bert_cfg.get("layer_norm_eps", 1e-12)), use_bias=use_bias,
-               hidden_dropout=float(bert_cfg.get("hidden_dropout_prob", 0.1)),
-               attention_dropout=float(bert_cfg.get("attention_probs_dropout_prob", 0.1)))
+               type_vocab_size=config_int(merged, "type_vocab_size", source, 2),
+               norm_eps=config_float(bert_cfg, "layer_norm_eps", source, 1e-12),
+               use_bias=use_bias,
+               hidden_dropout=config_float(bert_cfg, "hidden_dropout_prob", source, 0.1),
+               attention_dropout=config_float(bert_cfg, "attention_probs_dropout_prob", source,
+                                              0.1))
     if block == "gau":
-        cfg.key_size = int(merged["attention_key_size"])
+        cfg.key_size = config_int(merged, "attention_key_size", source)
     return cfg
 
 
@@ -153,7 +186,4 @@ def read_config(folder: str | os.PathLike) -> dict:
     path = Path(folder) / "bert_config.json"
     if not path.exists():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConvertError(f"{path}: invalid JSON ({e})") from e
+    return read_json(path)

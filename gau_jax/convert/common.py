@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -20,14 +21,50 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gau_jax.models import build_encoder
+from gau_jax.models import build_encoder, stack_layers, unstack_layers
+from gau_jax.models.tree import tree_shape_diff
 
+MAX_LAYERS = 1024  # a config asking for more is corrupt (and would take long to even trace)
 NameFn = Callable[[tuple[str, ...], int | None], tuple[str, bool]]
 PyTree = Any
 
 
 class ConvertError(ValueError):
     """A checkpoint cannot be mapped onto (or from) a gau_jax Encoder; the message names why."""
+
+
+def read_json(path: Any) -> dict:
+    """A JSON object file (config.json, bert_config.json, *.index.json); ConvertError names the
+    file and the line / byte offset of invalid UTF-8 or JSON, or a top level that is no object."""
+    from gau_jax.data.readers import DataError, decode_utf8, parse_json
+
+    try:
+        value = parse_json(decode_utf8(Path(path).read_bytes(), path), path, 1)
+    except DataError as e:
+        raise ConvertError(str(e)) from None
+    if not isinstance(value, dict):
+        raise ConvertError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def config_int(cfg: Mapping, field: str, source: str, default: Any = None, minimum: int = 1,
+               maximum: int = 2**24) -> int:
+    """cfg[field] (or default) checked to be an integer in [minimum, maximum]."""
+    v = cfg.get(field, default)
+    if not isinstance(v, int) or isinstance(v, bool) or not minimum <= v <= maximum:
+        raise ConvertError(f"{source}: field {field!r} must be an integer in [{minimum}, "
+                           f"{maximum}], got {v!r:.60}")
+    return v
+
+
+def config_float(cfg: Mapping, field: str, source: str, default: float,
+                 maximum: float = 1.0) -> float:
+    """cfg[field] (or default) checked to be a number in [0, maximum] (epsilons, rates)."""
+    v = cfg.get(field, default)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= maximum:
+        raise ConvertError(f"{source}: field {field!r} must be a number in [0, {maximum}], got "
+                           f"{v!r:.60}")
+    return float(v)
 
 
 def expected_shapes(cfg: ml_collections.ConfigDict) -> dict[tuple[str, ...], tuple[int, ...]]:
@@ -90,6 +127,9 @@ def import_params(tensors: Mapping[str, np.ndarray], cfg: ml_collections.ConfigD
                                f"key_size={cfg.key_size})")
         if not np.issubdtype(value.dtype, np.floating):
             raise ConvertError(f"{source}: tensor {name!r} has dtype {value.dtype}, not float")
+        if not np.isfinite(value).all():
+            raise ConvertError(f"{source}: tensor {name!r} holds {(~np.isfinite(value)).sum()} "
+                               "NaN/inf values (a corrupted checkpoint?)")
         flat[path] = np.ascontiguousarray(value, dtype=np.float32)
         used.add(name)
     leftovers = sorted(set(tensors) - used)
@@ -102,33 +142,15 @@ def import_params(tensors: Mapping[str, np.ndarray], cfg: ml_collections.ConfigD
         logging.warning("%s: ignoring %d tensor(s) outside the encoder: %s", source,
                         len(leftovers), leftovers[:8])
     params = _nest(flat)
-    return stack(params, cfg.num_layers) if cfg.scan_layers else params
-
-
-def stack(params: dict, num_layers: int) -> dict:
-    """Unrolled numpy params (layers_0 …) → scanned layout ("layers", leading axis L)."""
-    out = {k: v for k, v in params.items() if not k.startswith("layers_")}
-    per_layer = [params[f"layers_{i}"] for i in range(num_layers)]
-    out["layers"] = jax.tree.map(lambda *xs: np.stack(xs), *per_layer)
-    return out
-
-
-def unstack(params: dict) -> dict:
-    """Scanned numpy params → unrolled (a no-op for params that are already unrolled)."""
-    if "layers" not in params:
-        return params
-    out = {k: v for k, v in params.items() if k != "layers"}
-    n = jax.tree.leaves(params["layers"])[0].shape[0]
-    for i in range(n):
-        out[f"layers_{i}"] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), params["layers"])
-    return out
+    return stack_layers(params) if cfg.scan_layers else params
 
 
 def export_params(params: PyTree, cfg: ml_collections.ConfigDict,
                   name_of: NameFn) -> dict[str, np.ndarray]:
     """Flat {name: float32 array} of a format from our params (either layer layout)."""
     check_params(params, cfg, "params")
-    flat = jax.tree_util.tree_flatten_with_path(unstack(jax.tree.map(np.asarray, params)))[0]
+    flat = jax.tree_util.tree_flatten_with_path(
+        unstack_layers(jax.tree.map(np.asarray, params)))[0]
     out: dict[str, np.ndarray] = {}
     for path, value in flat:
         layer, sub = _split_layer(tuple(k.key for k in path))
@@ -139,25 +161,23 @@ def export_params(params: PyTree, cfg: ml_collections.ConfigDict,
 
 
 def check_params(params: PyTree, cfg: ml_collections.ConfigDict, source: str) -> None:
-    """Raise ConvertError naming the first leaf of `params` that the config does not expect."""
-    got = jax.tree_util.tree_flatten_with_path(unstack(params))[0]
-    got = {tuple(k.key for k in p): tuple(np.shape(v)) for p, v in got}
-    want = expected_shapes(cfg)
-    for path, shape in want.items():
-        if path not in got:
-            raise ConvertError(f"{source}: parameter {'/'.join(path)} is missing")
-        if got[path] != shape:
-            raise ConvertError(f"{source}: parameter {'/'.join(path)} has shape {got[path]}, "
-                               f"the config implies {shape}")
-    extra = sorted(set(got) - set(want))
-    if extra:
-        raise ConvertError(f"{source}: unexpected parameter(s) {['/'.join(p) for p in extra[:5]]}")
+    """Raise ConvertError naming the first leaf of `params` (either layer layout) that differs
+    from the Encoder the config builds: missing, of another shape, or unexpected."""
+    want = _nest({p: jax.ShapeDtypeStruct(s, np.float32) for p, s in expected_shapes(cfg).items()})
+    problem = tree_shape_diff(unstack_layers(params), want, "the params",
+                              f"the {cfg.block} model of the config")
+    if problem:
+        raise ConvertError(f"{source}: parameter {problem}")
 
 
 def count_vocab(path: Any) -> int:
-    """Number of tokens (lines) in a vocab.txt."""
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.rstrip("\r\n"))
+    """Number of tokens (non-empty lines) in a vocab.txt."""
+    from gau_jax.data.readers import DataError, iter_lines
+
+    try:
+        return sum(1 for _, line in iter_lines(path) if line)
+    except DataError as e:
+        raise ConvertError(str(e)) from None
 
 
 def check_vocab(path: Any, cfg: ml_collections.ConfigDict) -> None:

@@ -27,7 +27,14 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
-from gau_jax.convert.common import ConvertError, NameFn
+from gau_jax.convert.common import (
+    MAX_LAYERS,
+    ConvertError,
+    NameFn,
+    config_float,
+    config_int,
+    read_json,
+)
 from gau_jax.models import get_model_config
 
 PREFIX = {"roformer_v2": "roformer", "gau": "gau_alpha"}
@@ -62,21 +69,35 @@ def name_fn(block: str, prefix: str | None = None) -> NameFn:
 
 
 def _need(hf: dict, field: str, allowed: tuple, source: str) -> None:
-    if hf.get(field) not in allowed:
+    value = hf.get(field)
+    if not isinstance(value, str | bool | None) or value not in allowed:
         raise ConvertError(f"{source}: {field}={hf.get(field)!r} is not supported by gau_jax "
                            f"(supported: {allowed})")
 
 
+def read_config(folder: str | os.PathLike) -> dict:
+    """A port's config.json (ConvertError naming file and line when it is not a JSON object)."""
+    return read_json(Path(folder) / "config.json")
+
+
 def config_from_hf(hf: dict, source: str) -> ml_collections.ConfigDict:
-    """Our model config from a port's config.json (dict)."""
+    """Our model config from a port's config.json (dict); every field used is type-checked."""
+    if not isinstance(hf, dict):
+        raise ConvertError(f"{source}: expected a JSON object, got {type(hf).__name__}")
     kind = hf.get("model_type")
-    if kind not in MODEL_TYPE:
+    if not isinstance(kind, str) or kind not in MODEL_TYPE:
         raise ConvertError(f"{source}: model_type={kind!r} unknown; supported: "
                            f"{sorted(MODEL_TYPE)} (ports `roformer` with norm_type='rms_norm', "
                            "and `gau-alpha`)")
     for field in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size"):
-        if not isinstance(hf.get(field), int):
+        if not isinstance(hf.get(field), int) or isinstance(hf.get(field), bool):
             raise ConvertError(f"{source}: field {field!r} missing or not an integer")
+        config_int(hf, field, source, maximum=MAX_LAYERS if field == "num_hidden_layers"
+                   else 2**24)
+    for field in ("use_bias", "is_decoder"):
+        if not isinstance(hf.get(field, False), bool):
+            raise ConvertError(f"{source}: field {field!r} must be true or false, got "
+                               f"{hf[field]!r:.60}")
     if hf.get("embedding_size") not in (None, hf["hidden_size"]):
         raise ConvertError(f"{source}: embedding_size={hf['embedding_size']} != hidden_size="
                            f"{hf['hidden_size']} (an embedding projection) is not supported")
@@ -86,16 +107,16 @@ def config_from_hf(hf: dict, source: str) -> ml_collections.ConfigDict:
     cfg = get_model_config("roformer_v2_base" if block == "roformer_v2" else "gau_alpha_base")
     cfg.update(preset="", vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
                num_layers=hf["num_hidden_layers"], intermediate_size=hf["intermediate_size"],
-               type_vocab_size=hf.get("type_vocab_size", 2),
-               norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+               type_vocab_size=config_int(hf, "type_vocab_size", source, 2),
+               norm_eps=config_float(hf, "layer_norm_eps", source, 1e-12),
                use_bias=bool(hf.get("use_bias", block == "roformer_v2")),
-               hidden_dropout=float(hf.get("hidden_dropout_prob", 0.1)),
-               attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)))
+               hidden_dropout=config_float(hf, "hidden_dropout_prob", source, 0.1),
+               attention_dropout=config_float(hf, "attention_probs_dropout_prob", source, 0.1))
     if block == "roformer_v2":
         _need(hf, "norm_type", ("rms_norm",), source + " (plain RoFormer uses LayerNorm)")
         _need(hf, "hidden_act", ("relu",), source)
         _need({"rotary_value": hf.get("rotary_value", False)}, "rotary_value", (False,), source)
-        heads = hf.get("num_attention_heads", 12)
+        heads = config_int(hf, "num_attention_heads", source, 12)
         if hf["hidden_size"] % heads:
             raise ConvertError(f"{source}: hidden_size={hf['hidden_size']} is not divisible by "
                                f"num_attention_heads={heads}")
@@ -107,7 +128,7 @@ def config_from_hf(hf: dict, source: str) -> ml_collections.ConfigDict:
               source)
         _need({"normalization": hf.get("normalization", "softmax_plus")}, "normalization",
               tuple(_NORMS), source)
-        cfg.update(num_heads=1, key_size=hf.get("attention_key_size", 128),
+        cfg.update(num_heads=1, key_size=config_int(hf, "attention_key_size", source, 128),
                    attention_norm=_NORMS[hf.get("normalization", "softmax_plus")])
     return cfg
 
@@ -148,11 +169,17 @@ def read_tensors(folder: str | os.PathLike) -> dict[str, np.ndarray]:
         except ImportError as e:  # pragma: no cover - safetensors is a core dependency
             raise ImportError("reading .safetensors needs `pip install safetensors`") from e
         if single.exists():
-            return dict(load_file(single))
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            return _load_safetensors(load_file, single)
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) and v and Path(v).name == v for v in weight_map.values()):
+            raise ConvertError(f"{index}: expected a 'weight_map' of tensor name -> shard file "
+                               "name (in this folder)")
         out: dict[str, np.ndarray] = {}
-        for shard in shards:
-            out.update(load_file(folder / shard))
+        for shard in sorted(set(weight_map.values())):
+            if not (folder / shard).is_file():
+                raise ConvertError(f"{index}: shard {shard!r} is not in {folder}")
+            out.update(_load_safetensors(load_file, folder / shard))
         return out
     binary = folder / "pytorch_model.bin"
     if binary.exists():
@@ -165,6 +192,19 @@ def read_tensors(folder: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: v.detach().float().numpy() for k, v in state.items()}
     raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or "
                             "pytorch_model.bin")
+
+
+def _load_safetensors(load_file, path: Path) -> dict[str, np.ndarray]:
+    """load_file(path) with the reader's failures (truncated or not safetensors, a dtype numpy
+    lacks such as bfloat16) as ConvertError naming the file."""
+    from safetensors import SafetensorError
+
+    try:
+        return dict(load_file(path))
+    except (SafetensorError, TypeError, ValueError, OSError) as e:
+        hint = " (bfloat16 tensors need converting to float32 first)" * isinstance(e, TypeError)
+        raise ConvertError(f"{path}: cannot read this safetensors file ({type(e).__name__}: "
+                           f"{e}){hint}") from None
 
 
 def model_prefix(tensors: dict[str, np.ndarray], block: str) -> str:

@@ -8,16 +8,20 @@ little-endian C-order array at [offset, offset+size) of its data shard. This is 
 bert4keras' `save_weights_as_checkpoint` (tf.train.Saver) writes.
 
 Only the fields needed here are decoded (a minimal protobuf wire reader); compressed tables,
-string tensors and sliced (partitioned) variables raise a ValueError naming the tensor.
+string tensors and sliced (partitioned) variables raise a ConvertError naming the tensor, and so
+does a truncated or corrupted index or data shard (never an IndexError from deep inside).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from gau_jax.convert.common import ConvertError
 
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER = 48
@@ -54,7 +58,7 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
         elif wire == 5:
             value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+            raise ConvertError(f"unsupported protobuf wire type {wire}")
         out.append((field, value))
     return out
 
@@ -62,7 +66,7 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
 def _block_entries(data: bytes, offset: int, size: int, where: str) -> list[tuple[bytes, bytes]]:
     """Key/value pairs of one table block (prefix-compressed keys, restart array at the end)."""
     if data[offset + size] != 0:  # trailer: compression type byte, then a 4-byte crc
-        raise ValueError(f"{where}: compressed checkpoint index blocks are not supported")
+        raise ConvertError(f"{where}: compressed checkpoint index blocks are not supported")
     block = data[offset:offset + size]
     num_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
     end = len(block) - 4 - 4 * num_restarts
@@ -90,8 +94,8 @@ def checkpoint_prefix(path: str | os.PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         state = p / "checkpoint"
-        if state.exists():
-            for line in state.read_text().splitlines():
+        if state.is_file():
+            for line in state.read_bytes().decode("utf-8", "replace").splitlines():
                 if line.startswith("model_checkpoint_path:"):
                     name = line.split(":", 1)[1].strip().strip('"')
                     cand = Path(name) if Path(name).is_absolute() else p / name
@@ -115,7 +119,40 @@ def read_tf_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"{index}: TensorFlow checkpoint index not found")
     data = index.read_bytes()
     if len(data) < _FOOTER or struct.unpack_from("<Q", data, len(data) - 8)[0] != _MAGIC:
-        raise ValueError(f"{index}: not a TensorFlow checkpoint index (bad table magic)")
+        raise ConvertError(f"{index}: not a TensorFlow checkpoint index (bad table magic)")
+    try:
+        entries, num_shards = _index_entries(data, index)
+    except ConvertError:
+        raise
+    except _CORRUPT as e:
+        raise ConvertError(f"{index}: corrupted TensorFlow checkpoint index "
+                           f"({type(e).__name__}: {e})") from None
+    shards: dict[int, bytes] = {}
+    out: dict[str, np.ndarray] = {}
+    for key, value in entries:
+        if not key:
+            continue
+        try:
+            name = key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConvertError(f"{index}: tensor name {key[:60]!r} is not UTF-8 (a corrupted "
+                               "index?)") from None
+        try:
+            out[name] = _read_tensor(prefix, name, value, num_shards, shards)
+        except ConvertError:
+            raise
+        except _CORRUPT as e:
+            raise ConvertError(f"{prefix}: tensor {name!r}: corrupted checkpoint entry "
+                               f"({type(e).__name__}: {e})") from None
+    return out
+
+
+# What a truncated / corrupted index or entry makes the decoders below raise.
+_CORRUPT = (IndexError, struct.error, TypeError, ValueError, OverflowError)
+
+
+def _index_entries(data: bytes, index: Path) -> tuple[list[tuple[bytes, bytes]], int]:
+    """(key, value) pairs of every data block and the header's shard count."""
     _, _, pos = _handle(data, len(data) - _FOOTER)  # metaindex handle (unused)
     idx_off, idx_size, _ = _handle(data, pos)
     entries: list[tuple[bytes, bytes]] = []
@@ -125,15 +162,8 @@ def read_tf_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     header = dict(_proto_fields(dict(entries).get(b"", b"")))
     num_shards = int(header.get(1, 1))
     if header.get(2, 0) != 0:
-        raise ValueError(f"{index}: big-endian checkpoints are not supported")
-    shards: dict[int, bytes] = {}
-    out: dict[str, np.ndarray] = {}
-    for key, value in entries:
-        if not key:
-            continue
-        name = key.decode("utf-8")
-        out[name] = _read_tensor(prefix, name, value, num_shards, shards)
-    return out
+        raise ConvertError(f"{index}: big-endian checkpoints are not supported")
+    return entries, num_shards
 
 
 def _read_tensor(prefix: Path, name: str, entry: bytes, num_shards: int,
@@ -141,7 +171,7 @@ def _read_tensor(prefix: Path, name: str, entry: bytes, num_shards: int,
     fields = _proto_fields(entry)
     get = dict(fields)
     if any(f == 7 for f, _ in fields):
-        raise ValueError(f"{prefix}: tensor {name!r} is partitioned (slices); not supported")
+        raise ConvertError(f"{prefix}: tensor {name!r} is partitioned (slices); not supported")
     dtype_id = int(get.get(1, 0))
     shape = [int(dict(_proto_fields(d)).get(1, 0)) for f, d in _proto_fields(get.get(2, b""))
              if f == 2]
@@ -152,15 +182,16 @@ def _read_tensor(prefix: Path, name: str, entry: bytes, num_shards: int,
     elif dtype_id in _DTYPES:
         dtype = np.dtype(_DTYPES[dtype_id])
     else:
-        raise ValueError(f"{prefix}: tensor {name!r} has unsupported TensorFlow dtype {dtype_id}")
+        raise ConvertError(f"{prefix}: tensor {name!r} has unsupported TensorFlow dtype "
+                           f"{dtype_id}")
     if shard not in shards:
         f = prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{num_shards:05d}")
-        if not f.exists():
-            raise FileNotFoundError(f"{f}: data shard of tensor {name!r} not found")
+        if not f.is_file():
+            raise ConvertError(f"{f}: data shard of tensor {name!r} not found")
         shards[shard] = f.read_bytes()
     buf = shards[shard]
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if size != count * dtype.itemsize or offset + size > len(buf):
-        raise ValueError(f"{prefix}: tensor {name!r} (shape {shape}, {dtype}) has {size} bytes "
-                         "at an offset beyond or inconsistent with its data shard (truncated?)")
+        raise ConvertError(f"{prefix}: tensor {name!r} (shape {shape}, {dtype}) has {size} bytes "
+                           "at an offset beyond or inconsistent with its data shard (truncated?)")
     return np.frombuffer(buf, dtype, count, offset).reshape(shape).copy()

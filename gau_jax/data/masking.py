@@ -9,6 +9,9 @@ whole, is replaced by [MASK] with p=0.8, by random ordinary tokens with p=0.1, k
 Targets are the original ids at the picked positions (weight 1.0) and 0 (weight 0.0) elsewhere,
 so unmasked positions never enter the loss. [CLS]/[SEP] are never picked.
 With unit="token" every ordinary token is its own unit (BERT's original token-level masking).
+
+BERT's 80/10/10 rule: Devlin et al. 2018, arXiv:1810.04805; whole-word masking for Chinese:
+Cui et al. 2019, arXiv:1906.08101.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""grain input pipelines over random-access sources, yielding CONTRACT.md batches.
+"""grain input pipelines over random-access sources, yielding the batches of docs/batches.md.
 
 Sources are anything with `__len__`/`__getitem__`: a TFDS data source (`clue.load_sources`),
 or an in-memory list of dicts / strings. Per process (host) p of P the rows are p, p+P, ...
@@ -133,7 +133,7 @@ def classification_dataset(source: Any, tokenizer: ChineseTokenizer, spec: TaskS
                            num_epochs: int | None = None, pad_multiple: int = 32,
                            shard_index: int | None = None, shard_count: int | None = None,
                            num_threads: int = 4) -> grain.IterDataset:
-    """Classification batches (CONTRACT.md). train=True: shuffled, repeated num_epochs times
+    """Classification batches (docs/batches.md). train=True: shuffled, repeated num_epochs times
     (None = forever), full batches only; train=False: one ordered pass, weight-0 filler rows.
     Test rows without labels carry label -1."""
     if spec.kind != "classification":

@@ -26,21 +26,24 @@ def default_tfds_dir() -> pathlib.Path:
 
 
 def load_task(task: str, data_dir: str | os.PathLike | None = None,
-              tfds_dir: str | os.PathLike | None = None) -> tuple[TaskSpec, dict[str, Any]]:
-    """(spec, {split: source}); CLUE tasks are prepared into tfds_dir on first use."""
+              tfds_dir: str | os.PathLike | None = None,
+              bad_rows: str = "raise") -> tuple[TaskSpec, dict[str, Any]]:
+    """(spec, {split: source}); CLUE tasks are prepared into tfds_dir on first use. A bad row
+    raises DataError naming file, line and field; bad_rows="skip" skips and counts it (logged;
+    CLUE: `clue.skipped_counts`)."""
     if task == "sentiment":
         return get_task("sentiment"), corpus.sentiment_splits()
     if task == "jsonl":
         if data_dir is None:
             raise DataError("<data_dir>", "task=jsonl needs data_dir (folder with train.json, "
                                           "dev.json)")
-        return read_jsonl_task(data_dir)
+        return read_jsonl_task(data_dir, bad_rows=bad_rows)
     if task in CLUE_TASKS:
         if data_dir is None:
             raise DataError("<data_dir>", f"CLUE task {task!r} needs data_dir (the CLUE folder)")
         from gau_jax.data import clue
 
-        sources = clue.load_sources(task, data_dir, tfds_dir or default_tfds_dir())
+        sources = clue.load_sources(task, data_dir, tfds_dir or default_tfds_dir(), bad_rows)
         return get_task(task), sources
     get_task(task)  # raises KeyError listing the known tasks
     raise AssertionError("unreachable")

@@ -124,3 +124,17 @@ def get_task(name: str) -> TaskSpec:
     if name not in CLUE_TASKS:
         raise KeyError(f"unknown task {name!r}; known: {', '.join(CLUE_TASKS)}, sentiment, jsonl")
     return CLUE_TASKS[name]
+
+
+# Tasks the fine-tuning trainer runs today (classification: [CLS] → Dense).
+FINETUNE_TASKS = ("sentiment", "jsonl", *(n for n, t in CLUE_TASKS.items()
+                                          if t.kind == "classification"))
+
+
+def check_task(task: str) -> None:
+    """ValueError naming the supported tasks when `task` cannot be fine-tuned here."""
+    if task not in FINETUNE_TASKS:
+        extra = ""
+        if task in CLUE_TASKS:
+            extra = f" ({task} is a {CLUE_TASKS[task].kind} task with its own trainer)"
+        raise ValueError(f"config.task={task!r} unknown{extra}; choose one of {FINETUNE_TASKS}")

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+from gau_jax.data.readers import DataError, iter_lines
+
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 # Spaces that the WordPiece decoder puts between CJK characters/punctuation are removed.
@@ -49,21 +51,22 @@ def _wrap(enc) -> Encoded:
                    list(enc.sequence_ids), list(enc.tokens))
 
 
-def _read_vocab(path: str | os.PathLike) -> dict[str, int]:
+def read_vocab(path: str | os.PathLike) -> dict[str, int]:
+    """{token: id} of a vocab.txt (UTF-8, one token per line, id = line - 1); DataError names
+    the file and line of an empty or duplicate token, invalid UTF-8 or a missing special."""
     vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            token = line.rstrip("\r\n")
-            if not token:
-                raise ValueError(f"{path}:{lineno}: empty token in vocab file")
-            if token in vocab:
-                raise ValueError(f"{path}:{lineno}: duplicate token {token!r}")
-            vocab[token] = len(vocab)
+    for lineno, token in iter_lines(path):
+        if not token:
+            raise DataError(path, "empty token in vocab file", line=lineno)
+        if token in vocab:
+            raise DataError(path, f"duplicate token {token!r} (first on line "
+                                  f"{vocab[token] + 1})", line=lineno)
+        vocab[token] = len(vocab)
     if not vocab:
-        raise ValueError(f"{path}: vocab file is empty")
+        raise DataError(path, "vocab file is empty")
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise ValueError(f"{path}: vocab lacks special tokens {missing}")
+        raise DataError(path, f"vocab lacks special tokens {missing}")
     return vocab
 
 
@@ -94,7 +97,7 @@ class ChineseTokenizer:
 
     @classmethod
     def from_vocab_file(cls, path: str | os.PathLike) -> ChineseTokenizer:
-        return cls(_read_vocab(path))
+        return cls(read_vocab(path))
 
     def save_vocab(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as f:

@@ -1,4 +1,7 @@
-"""Houlsby bottleneck adapter: y = x + W_up·gelu(W_down·x), W_up initialised to zero (identity)."""
+"""Houlsby bottleneck adapter: y = x + W_up·gelu(W_down·x), W_up initialised to zero (identity).
+
+Houlsby et al. 2019, "Parameter-Efficient Transfer Learning for NLP", arXiv:1902.00751.
+"""
 
 from __future__ import annotations
 

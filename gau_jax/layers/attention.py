@@ -11,6 +11,10 @@ clamps n from below for softmax_plus only (bert4keras, which trained the release
 Multi-head attention: Q, K, V = xW_q, xW_k, xW_v (bias optional), h heads of size k, RoPE on Q and
 K per head, A = normalise(QKᵀ/√k), dropout on A, output (A·V)W_o. Scores and normalisation run in
 float32 whatever the compute dtype.
+
+Sources: softmax_plus (entropy invariance), Su "从熵不变性看Attention的Scale操作",
+kexue.fm/archives/8823; relu2, Hua et al. 2022 (FLASH), arXiv:2202.10447; RoPE attention,
+Su et al. 2021 (RoFormer), arXiv:2104.09864, as in RoFormerV2 (Su, kexue.fm/archives/8998).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ chunks of c tokens (padded at the end), and with two more ScaleOffsets of the sh
     O_quad = normalise(Q Kᵀ/√s restricted to the query's own chunk) V
     O_lin  = Q_lin (K_linᵀ V) / n          (over all real tokens; n = the sample's real length)
     O = (U ⊙ (O_quad + O_lin)) W_o
+
+Hua et al. 2022, "Transformer Quality in Linear Time" (FLASH), arXiv:2202.10447; Su's post
+on it, kexue.fm/archives/8934; GAU-α (RoPE, softmax_plus, no biases), Su, kexue.fm/archives/9052.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
     rms_norm(x) = x / sqrt(mean(x²) + ε)          (no gain, no offset; ε = 1e-12 as released)
     ScaleOffset(x) = x·γ (+ β if use_bias)         (γ init 1, β init 0)
 
-The norm is computed in float32 and returned in the input's dtype.
+The norm is computed in float32 and returned in the input's dtype. Parameter-free RMS norm as in
+RoFormerV2 (Su, kexue.fm/archives/8998) and GAU-α (kexue.fm/archives/9052); ScaleOffset is the
+per-dim scale and offset that makes GAU's Q and K (FLASH, arXiv:2202.10447).
 """
 
 from __future__ import annotations

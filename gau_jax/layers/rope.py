@@ -7,6 +7,9 @@ For a vector x of even size k at position p, with θ_i = base^(−2i/k), i = 0..
 This is the layout of bert4keras and the released RoFormer / GAU-α checkpoints. Because every
 pair is rotated by an angle linear in p, ⟨RoPE(q, m), RoPE(k, n)⟩ depends on m − n only.
 Angles are computed in float32 whatever the dtype of x.
+
+Su et al. 2021, "RoFormer: Enhanced Transformer with Rotary Position Embedding",
+arXiv:2104.09864; Su's post "博采众长的旋转式位置编码", kexue.fm/archives/8265.
 """
 
 from __future__ import annotations

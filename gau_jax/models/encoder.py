@@ -8,6 +8,9 @@
 Norm is the parameter-free RMS norm; α is the residual coefficient (1, or ramped 0 → 1 when training
 RoFormerV2 from scratch). Identical layers run under `nn.scan` (one compiled layer) or unrolled;
 `stack_layers` / `unstack_layers` convert parameters between the two layouts.
+
+RoFormerV2: Su, "RoFormerV2：自然语言理解的极限探索", kexue.fm/archives/8998; GAU-α: Su,
+"GAU-α：尝鲜体验快好省的下一代Attention", kexue.fm/archives/9052; both on RoPE (arXiv:2104.09864).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from gau_jax.layers.adapter import Adapter
 from gau_jax.layers.attention import MultiHeadAttention
@@ -30,6 +34,26 @@ from gau_jax.layers.norms import rms_norm
 from gau_jax.models import presets
 
 CHECKPOINT_POLICIES = {"full": None, "dots": jax.checkpoint_policies.checkpoint_dots}
+ACTIVATION_AXES = ("batch", "length", "embed")  # logical axes of [b, n, d] block boundaries
+
+
+def constrain_activations(x: jnp.ndarray) -> jnp.ndarray:
+    """Sharding constraint of a [b, n, d] block input / output by logical axis names.
+
+    The trainer's jit strategy supplies the rules while it traces its steps (batch → the
+    data-parallel mesh axes); without rules or a mesh (pmap, plain calls) this is the identity.
+    One example (the train step's per-example vmap) constrains only its own dims, leaving the
+    vmapped batch axis to the compiler; a batch the batch axes do not divide is left alone."""
+    rules, mesh = nn.get_logical_axis_rules(), jax.sharding.get_abstract_mesh()
+    if not rules or mesh.empty:
+        return x
+    axes = nn.logical_to_mesh_axes(ACTIVATION_AXES, rules)[0]
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    if x.shape[0] == 1:
+        return nn.with_logical_constraint(x, (None, *ACTIVATION_AXES[1:]))
+    if x.shape[0] % int(np.prod([mesh.shape[a] for a in axes])):
+        return x
+    return nn.with_logical_constraint(x, ACTIVATION_AXES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +126,7 @@ class Block(nn.Module):
             mha = MultiHeadAttention(c.num_heads, c.key_size, name="attention", **common)
             x = self._sublayer(x, mha(x, mask, positions, self.deterministic), residual_scale)
             x = self._sublayer(x, FeedForward(c, init, name="ffn")(x), residual_scale)
+        x = constrain_activations(x)
         return x, (x if self.collect else None)
 
 
@@ -164,7 +189,7 @@ class Encoder(nn.Module):
         if segment_ids is None:
             segment_ids = jnp.zeros_like(input_ids)
         embeddings = Embeddings(c, name="embeddings")
-        x = embeddings(input_ids, segment_ids, deterministic)
+        x = constrain_activations(embeddings(input_ids, segment_ids, deterministic))
         scale = jnp.asarray(residual_scale, jnp.float32)
         block = Block
         if c.remat != "none":
@@ -220,17 +245,34 @@ def build_encoder(cfg: ml_collections.ConfigDict | dict | EncoderConfig) -> Enco
 _LAYER_KEY = re.compile(r"layers_(\d+)$")
 
 
+def _stack(*xs):
+    """np.stack for host numpy leaves (they stay on the host), jnp.stack otherwise."""
+    if all(isinstance(x, (np.ndarray, np.generic)) for x in xs):
+        return np.stack(xs)
+    return jnp.stack(xs)
+
+
 def stack_layers(params: dict) -> dict:
-    """Unrolled params (layers_0 … layers_{L−1}) → scanned params (layers, leading axis L)."""
+    """Unrolled params (layers_0 … layers_{L−1}) → scanned params (layers, leading axis L).
+
+    numpy leaves stay numpy, jax arrays stay jax; params without layers_i are returned as is."""
     keys = sorted((k for k in params if _LAYER_KEY.match(k)),
                   key=lambda k: int(_LAYER_KEY.match(k).group(1)))
+    if not keys:
+        return params
+    if keys != [f"layers_{i}" for i in range(len(keys))] or "layers" in params:
+        raise ValueError(f"stack_layers: expected layers_0 … layers_{len(keys) - 1} and no "
+                         f"'layers', got {sorted(k for k in params if k.startswith('layers'))}")
     out = {k: v for k, v in params.items() if k not in keys}
-    out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *[params[k] for k in keys])
+    out["layers"] = jax.tree.map(_stack, *[params[k] for k in keys])
     return out
 
 
 def unstack_layers(params: dict) -> dict:
-    """Scanned params (layers, leading axis L) → unrolled params (layers_0 … layers_{L−1})."""
+    """Scanned params (layers, leading axis L) → unrolled params (layers_0 … layers_{L−1});
+    numpy stays numpy, jax stays jax; already unrolled params are returned as is."""
+    if "layers" not in params:
+        return params
     out = {k: v for k, v in params.items() if k != "layers"}
     n = jax.tree.leaves(params["layers"])[0].shape[0]
     for i in range(n):

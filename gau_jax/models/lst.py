@@ -1,5 +1,8 @@
 """Ladder Side-Tuning (LST): a frozen, deterministic trunk feeding a narrow trainable side network.
 
+Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
+Learning", NeurIPS 2022 (arXiv:2206.06522); Su's additive variant: kexue.fm/archives/9138.
+
 Trunk (any encoder preset, dropout off, forward only): h_0 (embeddings) … h_L, passed through
 `stop_gradient`. Side network of width d_s = d/r with L_s blocks; trunk layer ℓ(i) feeds ladder i
 (default ℓ(i) = (i+1)·L/L_s − 1, 0-based, so the last ladder reads h_L):
@@ -51,19 +54,30 @@ INITS = ("random", "fisher", "magnitude")
 
 @dataclasses.dataclass(frozen=True)
 class LSTConfig:
-    """Side-network options (config.lst in configs/finetune.py)."""
+    """Every option of method=lst: `config.lst` of configs/finetune.py is made from these defaults.
+
+    The module reads the side-network fields; the init / cache fields are read by the LST method
+    of the trainer (gau_jax/train/lst.py: pruned init, feature cache)."""
 
     reduction: int = 8                 # r: side width d/r (also FFN / GAU widths / r)
     side_layers: int = 0               # L_s (0 = len(ladder_layers), or the trunk's L)
     ladder_layers: tuple[int, ...] = ()  # trunk layers (0-based) feeding ladders; () = default ℓ
-    fusion: str = "gated"              # "gated" (paper) | "additive" (Su)
+    fusion: str = "gated"              # "gated" (paper, μ = sigmoid(α/T)) | "additive" (Su)
     side_block: str = "gau"            # "gau" (single head) | "roformer_v2" (multi-head)
     side_heads: int = 0                # roformer_v2 side heads (0 = the trunk's number of heads)
     head: str = "side"                 # "side" | "up" | "gated" (see module docstring)
     gate_temperature: float = 0.1      # T of μ = sigmoid(α/T)
     dropout: float = 0.1               # side-network dropout (hidden and attention)
-    remat: str = "none"                # side blocks: "none" | "full" | "dots" (recompute in bwd)
+    remat: str = "full"                # side blocks recomputed in backward: none | full | dots
     scan_layers: bool = True           # side blocks under lax.scan (False: unrolled, same math)
+    # Trainer side (gau_jax/train/lst.py).
+    init: str = "random"               # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
+    fisher_examples: int = 1024        # examples whose squared task-loss grads rank channels
+    fisher_batch_size: int = 8         # rows per gradient (1 = exact per-example Fisher)
+    cache: bool = False                # train from cached trunk features (built once on disk)
+    cache_dir: str = ""                # "" = DIR/feature_cache
+    cache_dtype: str = "bfloat16"      # float32 | bfloat16 | float16
+    cache_budget_gb: float = 20.0      # refuse to build a cache estimated above this
 
 
 def lst_config(c: Any = None) -> LSTConfig:
@@ -73,18 +87,14 @@ def lst_config(c: Any = None) -> LSTConfig:
     if isinstance(c, LSTConfig):
         return c
     d = dict(c.to_dict() if hasattr(c, "to_dict") else c)
-    fields = {f.name for f in dataclasses.fields(LSTConfig)}
-    d = {k: v for k, v in d.items() if k in fields or k not in _NON_MODEL_KEYS}
-    unknown = set(d) - fields
+    unknown = set(d) - {f.name for f in dataclasses.fields(LSTConfig)}
     if unknown:
         raise ConfigError(f"config.lst has unknown field(s) {sorted(unknown)}")
-    d["ladder_layers"] = tuple(int(i) for i in d.get("ladder_layers", ()))
+    if "ladder_layers" in d:
+        d["ladder_layers"] = tuple(int(i) for i in d["ladder_layers"])
+    if d.get("init", "random") not in INITS:
+        raise ConfigError(f"config.lst.init={d['init']!r} unknown; choose one of {INITS}")
     return LSTConfig(**d)
-
-
-# config.lst keys used by the trainer side (init, cache), not by the module.
-_NON_MODEL_KEYS = ("init", "fisher_examples", "fisher_batch_size", "cache", "cache_dir",
-                   "cache_dtype", "cache_budget_gb")
 
 
 def ladder_layers(trunk: EncoderConfig, lst: LSTConfig) -> tuple[int, ...]:
@@ -267,9 +277,3 @@ def build_model(model_config: Any, num_classes: int, lst: Any = None,
     lcfg = lst_config(lst)
     side_config(trunk, lcfg)  # validate early: errors name the config.lst field
     return LadderSideTuning(trunk, lcfg, num_classes, use_trunk)
-
-
-def build_method(model_config: Any, num_classes: int, config: Any):
-    """Plugin of gau_jax.train.methods for config.method = "lst": (model, trainable, path)."""
-    model = build_model(model_config, num_classes, config.get("lst"))
-    return model, trainable_side, ("encoder",)

@@ -85,13 +85,9 @@ def _cols(x: np.ndarray) -> np.ndarray:
     return x.sum(0) if x.ndim == 2 else x
 
 
-def _layers(params: PyTree) -> PyTree:
-    return unstack_layers(params) if "layers" in params else params
-
-
 def residual_channels(scores: PyTree, trunk: EncoderConfig, keep: int) -> np.ndarray:
     """R: top residual channels by embedding + every output matrix's column importance."""
-    s = _layers(scores)
+    s = unstack_layers(scores)
     imp = _cols(s["embeddings"]["token_embedding"]["embedding"]).astype(np.float64)
     for i in range(trunk.num_layers):
         layer = s[f"layers_{i}"]
@@ -145,7 +141,7 @@ def pruned_side_params(trunk_params: PyTree, scores: PyTree, trunk: EncoderConfi
                           f"{trunk.block!r} (the trunk's) and, for roformer_v2, side_heads = "
                           f"{trunk.num_heads}; got {side.block!r} with {side.num_heads} heads")
     res = residual_channels(scores, trunk, side.hidden_size)
-    w, s = _layers(trunk_params), _layers(scores)
+    w, s = unstack_layers(trunk_params), unstack_layers(scores)
     select = np.zeros((trunk.hidden_size, side.hidden_size), np.float32)
     select[res, np.arange(side.hidden_size)] = 1.0
     out = {f"down_{k}": {"kernel": select} for k in range(side.num_layers + 1)}

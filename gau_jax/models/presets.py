@@ -1,4 +1,4 @@
-"""Model presets (DESIGN §2 sizes) as ml_collections configs, and their validation.
+"""Model presets (the released sizes, docs/design.md) as ml_collections configs, and validation.
 
 Every field is documented in `base_config()`. `get_model_config(name)` returns a fresh, mutable
 copy; `validate(cfg)` raises ConfigError naming the offending field before anything is built.
@@ -104,3 +104,33 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         raise ConfigError("model.chunk_size > 0 (mixed chunk attention) needs model.block='gau'")
     if not cfg.norm_eps > 0:
         raise ConfigError(f"model.norm_eps must be > 0, got {cfg.norm_eps}")
+
+
+# Fields that change parameter shapes (or the parameter tree): a pretrained checkpoint fixes them.
+SHAPE_FIELDS = ("block", "vocab_size", "hidden_size", "num_layers", "num_heads",
+                "intermediate_size", "key_size", "type_vocab_size", "use_bias", "adapter_size")
+
+
+def overrides(cfg: ml_collections.ConfigDict) -> dict:
+    """The fields of `cfg` that differ from its preset's defaults (what a user changed)."""
+    if cfg.get("preset", "") not in _SIZES:
+        return {}
+    default = get_model_config(cfg.preset)
+    return {k: cfg[k] for k in cfg.keys() if k != "preset" and k in default
+            and cfg[k] != default[k]}
+
+
+def apply_overrides(checkpoint: ml_collections.ConfigDict | dict,
+                    requested: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A checkpoint's model config with the user's `overrides(requested)` applied on top.
+
+    Shape-neutral fields (dropout, remat, chunk_size, dtype, attention_norm, ...) are applied;
+    a shape field (SHAPE_FIELDS) that differs from the checkpoint's value is a ConfigError."""
+    out = ml_collections.ConfigDict(dict(checkpoint))
+    for key, value in overrides(requested).items():
+        if key in SHAPE_FIELDS and out.get(key) != value:
+            raise ConfigError(f"config.model.{key}={value!r} would change the parameter shapes "
+                              f"of the init_from checkpoint (it has {key}={out.get(key)!r}); "
+                              "drop the override or train from scratch")
+        out[key] = value
+    return out

@@ -1,4 +1,4 @@
-"""Cached trunk features for LST, and the LST hooks of fine-tuning inputs (pruned init, cache).
+"""Cached trunk features for LST (used by the LST method, gau_jax/train/lst.py).
 
 The frozen trunk is deterministic, so the side network's inputs (h_0 and the ladder layers'
 states, K = 1 + L_s of the L+1 hidden states) are a fixed function of each example. They are
@@ -9,7 +9,9 @@ computed once per split and streamed to disk, real (unpadded) tokens only:
     DIR/<split>.index.npz    offsets int64[N+1], labels int32[N]
 
 Size = T·K·d·bytes (e.g. base trunk, 12 ladders + h_0, bfloat16: 13·768·2 ≈ 20 KB per token);
-the estimate is printed first and a cache above config.lst.cache_budget_gb is refused. Batches
+the estimate is printed first; a cache above config.lst.cache_budget_gb, or above the free
+space of its disk, is refused. meta.json is written last (atomically): a cache without it is
+rebuilt. Batches
 read from the cache carry features [b, n, K, d] (right-padded to a multiple of pad_multiple),
 attention_mask, labels and weights, and train a trunk-less LadderSideTuning.
 """
@@ -19,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +30,11 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-import optax
 from tqdm import tqdm
 
-from gau_jax.data import pipeline
-from gau_jax.models import Classifier, build_encoder
-from gau_jax.models.encoder import Encoder, encoder_config
-from gau_jax.models.lst import build_model, feature_indices, frozen_trunk_config, lst_config
-from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
-from gau_jax.train.checkpoint import merge_pretrained
-from gau_jax.train.step import model_kwargs, weighted_sums
+from gau_jax.models.encoder import Encoder
+from gau_jax.models.lst import frozen_trunk_config
+from gau_jax.train.step import apply_rows, model_kwargs, weighted_sums
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -152,9 +150,9 @@ def cached_sums_fn(model):
     """Classification sums of a LadderSideTuning fed cached features."""
 
     def sums(params, batch, rng, residual_scale, train):
-        logits = model.apply({"params": params}, None, batch["attention_mask"],
-                             deterministic=not train, features=batch["features"],
-                             **model_kwargs(residual_scale, rng))
+        logits = apply_rows(model, params, rng, (None, batch["attention_mask"]),
+                            {"features": batch["features"]}, deterministic=not train,
+                            **model_kwargs(residual_scale, None))
         return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums
@@ -185,90 +183,16 @@ def build_cache(path: Path, trunk_cfg, indices, params, splits: dict[str, list[d
                          "max_length / side_layers, use cache_dtype=bfloat16, or set "
                          "config.lst.cache=False")
     path.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path).free
+    if size > free:
+        raise ValueError(f"{msg}: the disk holding {path} has only {free / 1e9:.3f} GB free; "
+                         "free space, set config.lst.cache_dir elsewhere, or lower the size")
     fn = trunk_features_fn(trunk_cfg, indices)
     for split, batches in splits.items():
         write_split(path, split, batches, fn, params, dtype)
     meta = {"fingerprint": fp, "dtype": dtype, "num_features": len(indices),
             "hidden": trunk_cfg.hidden_size, "bytes": size, "tokens": tokens}
-    meta_path.write_text(json.dumps(meta, indent=2))
+    tmp = meta_path.with_suffix(".tmp")  # meta.json last and atomically: a cache without it
+    tmp.write_text(json.dumps(meta, indent=2))  # (a crash mid-build) is rebuilt, not trusted
+    os.replace(tmp, meta_path)
     return meta
-
-
-def _pruned_params(inputs, config, trunk_params, train_batches):
-    """Full LST params (fresh head/gates, trunk, side pruned by config.lst.init)."""
-    c = config.lst
-    trunk, lcfg = encoder_config(config.model), lst_config(c)
-    if c.init == "magnitude":
-        scores = magnitude_scores(trunk_params)
-    else:
-        clf = Classifier(build_encoder(frozen_trunk_config(trunk)), inputs.model.num_classes)
-        head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
-
-        def loss(p, b):
-            logits = clf.apply({"params": {"encoder": p, "classifier": head["classifier"]}},
-                               b["input_ids"], b["attention_mask"], b["segment_ids"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, b["labels"]).mean()
-
-        scores = fisher_scores(loss, trunk_params, _rebatch(train_batches, c.fisher_batch_size),
-                               c.fisher_examples)
-    return pruned_side_params(trunk_params, scores, trunk, lcfg)
-
-
-def _rebatch(batches, size):
-    for b in batches:
-        keep = np.nonzero(b["weights"] > 0)[0]
-        for s in range(0, len(keep), size):
-            yield {k: v[keep[s:s + size]] for k, v in b.items()}
-
-
-def prepare_lst_inputs(inputs, config, workdir: Path, splits: dict, spec):
-    """config.method == "lst": applies config.lst.init (pruned) and config.lst.cache."""
-    c = config.lst
-    if c.init == "random" and not c.cache:
-        return inputs
-    if c.init not in ("random", "fisher", "magnitude"):
-        raise ValueError(f"config.lst.init={c.init!r} not one of random | fisher | magnitude")
-    dummy = np.ones((1, config.max_length), np.int32)
-    full = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
-    trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
-    common = dict(batch_size=config.batch_size, max_len=config.max_length,
-                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
-    ordered = {s: list(pipeline.classification_dataset(splits[s], inputs.tokenizer, spec,
-                                                       train=False, **common))
-               for s in ("train", "dev")}
-    side = {}
-    if c.init != "random":
-        logging.info("LST: %s-pruned side init from the trunk", c.init)
-        side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
-                                                                 ordered["train"]))
-    if not c.cache:
-        return dataclasses.replace(inputs, post_init=_side_init(side))
-    trunk = encoder_config(config.model)
-    idx = feature_indices(trunk, lst_config(c))
-    fp = fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab, idx,
-                     c.cache_dtype)
-    path = Path(c.cache_dir or workdir / "feature_cache")
-    meta = build_cache(path, trunk, idx, trunk_params, ordered, c.cache_dtype,
-                       c.cache_budget_gb, fp)
-    model = build_model(config.model, inputs.model.num_classes, c, use_trunk=False)
-    kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple)
-    train = CachedSplit.open(path, "train", meta, seed=config.seed, **kw)
-    dev = CachedSplit.open(path, "dev", meta, **kw)
-    side_full = {k: v for k, v in full.items() if k != "encoder"}  # = the uncached side's init
-    return dataclasses.replace(
-        inputs, model=model, sums_fn=cached_sums_fn(model), train=train,
-        dev_batches=dev.one_pass, trainable=None, pretrained=None,
-        post_init=_side_init({**side_full, **side}))
-
-
-def _side_init(side: dict):
-    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params."""
-    if not side:
-        return None
-
-    def post_init(params):
-        for key, value in side.items():
-            params = merge_pretrained(params, value, (key,))
-        return params
-
-    return post_init

@@ -4,14 +4,18 @@
               → Encoder + tied MLM head, loss = masked-token cross-entropy (mlm_sums_fn);
               train = endless whole-word-masked batches of the corpus minus dev_documents;
               dev = fixed masked batches of the first dev_documents documents.
-    finetune: init_from (config.json + vocab.txt + params) or the preset → method (methods.py)
-              → Classifier-like model, loss = cross-entropy on labels (classification_sums_fn);
+    finetune: init_from (any folder gau_jax.pretrained.load reads) or the preset → the method's
+              plugin (gau_jax/train/methods.py) builds the model, its trainable mask and any
+              input hook; loss = cross-entropy on labels (classification_sums_fn);
               train = shuffled, repeated epochs; dev = one pass, last batch padded (weight 0).
 
-Once the workdir's checkpoint (if any) is known to fit, the trainer writes DIR/config.json (the
-encoder's model config) and DIR/vocab.txt, so a workdir is itself a valid `init_from`.
-Iterators yield this process's rows (batch_size / process_count) as numpy dicts in the formats
-of CONTRACT.md and expose get_state() / set_state() for checkpoints.
+`build_inputs` never changes the config it is given: it works on `resolve_config`'s copy, fills
+in what the run derives (the vocabulary size, init_from's model config with the user's
+shape-neutral `model.*` overrides on top) and returns it as `Inputs.config`. Once the workdir's
+checkpoint (if any) is known to fit, the trainer writes DIR/config.json (the encoder's model
+config), DIR/vocab.txt and DIR/train_config.json (the resolved config), so a workdir is itself a
+valid `init_from`. Iterators yield this process's rows (batch_size / process_count) as numpy
+dicts in the layouts of docs/batches.md and expose get_state() / set_state() for checkpoints.
 """
 
 from __future__ import annotations
@@ -27,16 +31,13 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from gau_jax import pretrained as pretrained_lib
 from gau_jax.data import pipeline, sources
-from gau_jax.data import tasks as data_tasks
+from gau_jax.data.tasks import check_task
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
-from gau_jax.models import build_encoder
-from gau_jax.train import checkpoint as ckpt_lib
+from gau_jax.models import build_encoder, presets, unstack_layers
 from gau_jax.train import methods
 from gau_jax.train.step import SumsFn, classification_sums_fn, mlm_sums_fn
-
-FINETUNE_TASKS = ("sentiment", "jsonl", "afqmc", "tnews", "iflytek", "cmnli", "ocnli",
-                  "cluewsc2020", "csl")
 
 
 class BatchIterator(Protocol):
@@ -50,33 +51,37 @@ class Inputs:
     model: nn.Module
     sums_fn: SumsFn
     train: BatchIterator
-    dev_batches: Callable[[], Iterable[dict[str, Any]]]
+    dev_batches: Callable[[], Iterable[dict[str, Any]]] | None  # None: no dev evaluation
     trainable: Callable[[Any], Any] | None = None  # None = every parameter trains
     pretrained: Any = None  # encoder params to load at encoder_path (fine-tuning)
     encoder_path: tuple[str, ...] = ("encoder",)
+    keep_fresh: Callable[[tuple[str, ...]], bool] | None = None  # leaves init_from may lack
     post_init: Callable[[Any], Any] | None = None  # params → params after the trunk is loaded
-    model_config: ml_collections.ConfigDict | None = None
+    model_config: ml_collections.ConfigDict | None = None  # the encoder's (DIR/config.json)
     tokenizer: ChineseTokenizer | None = None
     label_names: tuple[str, ...] = ()  # classification: label id → name (DIR/labels.json)
+    config: ml_collections.ConfigDict | None = None  # the resolved run config
+    data_sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # for the start block
 
 
-def check_task(task: str) -> None:
-    """ValueError naming the supported tasks when `task` is not a classification task here."""
-    if task not in FINETUNE_TASKS:
-        extra = ""
-        if task in data_tasks.CLUE_TASKS:
-            extra = f" ({task} is a {data_tasks.CLUE_TASKS[task].kind} task with its own trainer)"
-        raise ValueError(f"config.task={task!r} unknown{extra}; choose one of {FINETUNE_TASKS}")
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """An unlocked copy of `config` with the compute dtype override applied to the model."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    if c.get("dtype"):
+        c.model.dtype = c.dtype
+    return c
 
 
 def local_batch_size(config: ml_collections.ConfigDict) -> int:
     return config.batch_size // jax.process_count()
 
 
-def write_model_files(workdir: Path, inputs: Inputs) -> None:
-    """DIR/config.json, DIR/vocab.txt (what init_from and gau_jax.convert read), labels.json."""
+def write_model_files(workdir: Path, inputs: Inputs, config: ml_collections.ConfigDict) -> None:
+    """DIR/config.json, DIR/vocab.txt (what init_from and gau_jax.convert read), labels.json and
+    DIR/train_config.json (the resolved run config)."""
     if jax.process_index() != 0:
         return
+    (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     if inputs.model_config is not None:
         (workdir / "config.json").write_text(inputs.model_config.to_json(indent=2) + "\n")
     if inputs.tokenizer is not None:
@@ -99,6 +104,7 @@ def _tokenizer(config, workdir: Path, texts: Callable[[], Iterator[str]],
 
 def build_inputs(config: ml_collections.ConfigDict, workdir: Path) -> Inputs:
     """Inputs of a pretraining or fine-tuning config (module docstring)."""
+    config = resolve_config(config)
     if config.kind == "pretrain":
         return _pretrain_inputs(config, workdir)
     return _finetune_inputs(config, workdir)
@@ -119,18 +125,25 @@ def _pretrain_inputs(config, workdir: Path) -> Inputs:
     dev = lambda: pipeline.mlm_dataset(dev_docs, tok, seed=12345, train=False, **common)
     sums_fn = mlm_sums_fn(model, config.max_predictions)
     return Inputs(model=model, sums_fn=sums_fn, train=train, dev_batches=dev,
-                  model_config=config.model, tokenizer=tok)
+                  model_config=config.model, tokenizer=tok, config=config,
+                  data_sizes={"documents": len(docs) - n_dev, "dev documents": n_dev})
+
+
+def _load_trunk(config) -> tuple[Any, Path | None]:
+    """init_from's encoder params (layout of the resolved model config) and vocab; sets
+    config.model to the checkpoint's config with the user's model.* overrides on top."""
+    pre = pretrained_lib.load(config.init_from)
+    config.model = presets.apply_overrides(pre.config, config.model)
+    if jax.process_index() == 0:
+        print(f"init_from: loaded {pre.source}", flush=True)
+    params = pre.params if config.model.scan_layers else unstack_layers(pre.params)
+    return params, pre.vocab
 
 
 def _finetune_inputs(config, workdir: Path) -> Inputs:
     check_task(config.task)
-    pretrained, vocab = None, None
-    if config.init_from:
-        pretrained, model_cfg, vocab = ckpt_lib.load_pretrained(config.init_from)
-        dtype = config.dtype or config.model.dtype
-        with config.unlocked():
-            config.model = ml_collections.ConfigDict(model_cfg)
-        config.model.dtype = dtype
+    method = methods.get(config.method)
+    trunk, vocab = _load_trunk(config) if config.init_from else (None, None)
     spec, splits = sources.load_task(config.task, config.data_dir or None)
     for split in ("train", "dev"):
         if split not in splits:
@@ -142,21 +155,23 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
             yield from (t for t in spec.texts(row) if t)
 
     tok = _tokenizer(config, workdir, texts, vocab)
-    if pretrained is None:
+    if trunk is None:
         config.model.vocab_size = tok.vocab_size
     num_classes = config.num_classes or spec.num_classes
-    method = methods.build_method(config.method, config.model, num_classes, config)
+    built = method.build(config, config.model, num_classes)
+    config.model = built.model_config  # what was built (e.g. with adapters, or biases)
     common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads)
     train = iter(pipeline.classification_dataset(splits["train"], tok, spec, train=True,
                                                  seed=config.seed, **common))
     dev = lambda: pipeline.classification_dataset(splits["dev"], tok, spec, train=False,
                                                   **common)
-    inputs = Inputs(model=method.model, sums_fn=classification_sums_fn(method.model), train=train,
-                    dev_batches=dev, trainable=method.trainable, pretrained=pretrained,
-                    encoder_path=method.encoder_path, model_config=config.model, tokenizer=tok,
-                    label_names=tuple(spec.label_names))
-    if config.method == "lst" and "lst" in config:  # LST: pruned side init, cached features
-        from gau_jax.train.feature_cache import prepare_lst_inputs
-        inputs = prepare_lst_inputs(inputs, config, workdir, splits, spec)
+    inputs = Inputs(model=built.model, sums_fn=classification_sums_fn(built.model), train=train,
+                    dev_batches=dev, trainable=built.trainable, pretrained=trunk,
+                    encoder_path=built.encoder_path, keep_fresh=built.keep_fresh,
+                    model_config=built.model_config, tokenizer=tok,
+                    label_names=tuple(spec.label_names), config=config,
+                    data_sizes={s: len(rows) for s, rows in splits.items()})
+    if method.prepare is not None:
+        inputs = method.prepare(inputs, config, workdir, splits, spec)
     return inputs

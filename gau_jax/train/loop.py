@@ -3,19 +3,35 @@
     for t in [start, total_steps):
         batch_t = next(train iterator)                  (local rows → global sharded arrays)
         state   = train_step(state, batch_t)            (jit on a mesh, or pmap)
-        every log_every_steps:        train means → metrics.jsonl / TensorBoard / tqdm
+        every log_every_steps:        train means → metrics.jsonl / TensorBoard / progress
         every eval_every_steps + end: dev sums → accuracy (+ DIR/best when it improves)
         every checkpoint_every_steps + end: state + iterator state → DIR/checkpoints
 
 A workdir that already holds a checkpoint resumes from it (params, optimizer state, step, data
-iterator), so an interrupted run finishes with the same parameters as an uninterrupted one.
-All input validation happens before the first step.
+iterator, dropout keys, best-dev and the pending train metrics), so an interrupted run finishes
+with the parameters and summary of an uninterrupted one. A rerun whose run-defining fields
+changed (RESUMABLE_FIELDS may change) is refused, naming them. All validation happens before the
+first step; a run that fails before its first checkpoint leaves no workdir behind it created.
+
+Stopping (exit codes of `python -m experiments.train`):
+    SIGTERM / SIGINT, or a JAX preemption sync point in a multi-process run: the current step
+    finishes, a checkpoint of it is written (and waited for), one line names step and workdir,
+    and `Stopped` is raised → EXIT_PREEMPTED (75); the same command resumes. Further signals
+    during that save are ignored.
+    A NaN / Inf loss or gradient norm: its update is not applied (step.py), and at the next
+    sync (log, evaluation or checkpoint; no extra host sync per step) `NonFiniteError` names the
+    step, the metric and the last good checkpoint → EXIT_NONFINITE (65). With
+    config.skip_nonfinite_updates those updates are skipped and counted (`skipped_updates`),
+    and the run stops the same way after config.max_consecutive_skips in a row.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import math
+import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,51 +40,147 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
+from gau_jax.data.tasks import check_task
 from gau_jax.train import checkpoint as ckpt_lib
 from gau_jax.train import inputs as inputs_lib
+from gau_jax.train import methods, partition
 from gau_jax.train import metrics as metrics_lib
-from gau_jax.train import partition
-from gau_jax.train.optim import optimizer_from_config
+from gau_jax.train.optim import count_trainable, optimizer_from_config, schedule_from_config
 from gau_jax.train.state import TrainState, create_state
 from gau_jax.train.step import make_eval_step, make_train_step
 
-PARALLEL_MODES = ("jit", "pmap")
+EXIT_PREEMPTED = 75   # stopped by a signal / preemption after saving: rerun to resume
+EXIT_NONFINITE = 65   # stopped by a NaN / Inf loss or gradient norm
+# Fields a rerun of a workdir may change; any other change is a different run and is refused.
+RESUMABLE_FIELDS = ("total_steps", "log_every_steps", "eval_every_steps", "eval_batches",
+                    "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints",
+                    "progress_bar", "tensorboard", "data_threads", "parallel", "fsdp", "mesh",
+                    "skip_nonfinite_updates", "max_consecutive_skips")
+_COUNTERS = ("skipped_updates", "bad_streak")  # step metrics that are counts, not means
+
+
+class Stopped(Exception):
+    """Training stopped on a signal or preemption after checkpointing `step`."""
+
+    exit_code = EXIT_PREEMPTED
+
+    def __init__(self, step: int, workdir: Path, why: str):
+        super().__init__(f"{why}: stopped at step {step}; checkpoint saved in {workdir}/"
+                         f"checkpoints/{step}; rerun the same command to resume")
+        self.step = step
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss / gradient norm at `step`; params are the last good ones."""
+
+    exit_code = EXIT_NONFINITE
+
+    def __init__(self, step: int, metric: str, message: str):
+        super().__init__(message)
+        self.step, self.metric = step, metric
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Errors (naming the field) that must stop a run before anything is built."""
     if config.kind not in ("pretrain", "finetune"):
         raise ValueError(f"config.kind={config.kind!r} must be 'pretrain' or 'finetune'")
-    if config.parallel not in PARALLEL_MODES:
-        raise ValueError(f"config.parallel={config.parallel!r} must be one of {PARALLEL_MODES}")
+    if config.parallel not in partition.PARALLEL:
+        raise ValueError(f"config.parallel={config.parallel!r} must be one of "
+                         f"{tuple(partition.PARALLEL)}")
     if config.parallel == "pmap" and config.fsdp != 1:
         raise ValueError("config.fsdp > 1 needs config.parallel='jit'")
     for field in ("total_steps", "batch_size", "grad_accum_steps", "log_every_steps",
-                  "eval_every_steps", "checkpoint_every_steps"):
+                  "eval_every_steps", "checkpoint_every_steps", "max_consecutive_skips"):
         if int(config[field]) <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}")
+    if config.kind == "finetune":
+        check_task(config.task)
+        methods.check(config.method)
     partition.check_batch_size(config.batch_size, config.grad_accum_steps)
-    if config.dtype:
-        config.model.dtype = config.dtype
+
+
+def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the run-defining fields that differ between two config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in RESUMABLE_FIELDS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_fields(a, b, f"{prefix}{key}.")
+        elif a != b and not (isinstance(a, list | tuple) and list(a) == list(b or [])):
+            out.append(f"{prefix}{key}")
+    return out
+
+
+class _StopFlag:
+    """SIGTERM / SIGINT set a flag the loop reads after each step (main thread only)."""
+
+    def __init__(self):
+        self.why, self._old = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.why = self.why or signal.Signals(signum).name  # a second signal changes nothing
+
+    def restore(self):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class Trainer:
-    """Builds everything for one run; `run()` trains. Kept as an object for tests/notebooks."""
+    """Builds everything for one run; `run()` trains. Kept as an object for tests/notebooks.
+
+    `config` is never changed: the trainer works on a resolved copy (`self.config`, written to
+    DIR/train_config.json)."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path,
                  inputs: inputs_lib.Inputs | None = None):
         validate_config(config)
-        self.config, self.workdir = config, Path(workdir)
+        self.workdir = Path(workdir)
+        created = not self.workdir.exists()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.inputs = inputs or inputs_lib.build_inputs(config, self.workdir)
+        try:
+            self._setup(config, inputs)
+        except BaseException:
+            steps = self.workdir / "checkpoints"
+            if created and not (steps.is_dir() and any(p.name.isdigit() for p in steps.iterdir())):
+                shutil.rmtree(self.workdir, ignore_errors=True)  # nothing of value was written
+            raise
+
+    def _setup(self, config, inputs) -> None:
+        resolved = inputs_lib.resolve_config(config)
+        self.inputs = inputs or inputs_lib.build_inputs(resolved, self.workdir)
+        self.config = self.inputs.config or resolved
+        self._check_rerun()
         self.model, self.sums_fn = self.inputs.model, self.inputs.sums_fn
-        self.tx = optimizer_from_config(config, self.inputs.trainable)
-        self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=config.keep_checkpoints,
-                                          async_save=config.async_checkpoints)
+        self.tx = optimizer_from_config(self.config, self.inputs.trainable)
+        self.schedule = schedule_from_config(self.config)
+        self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=self.config.keep_checkpoints,
+                                          async_save=self.config.async_checkpoints)
+        self.par = partition.strategy(self.config)
         self._build_state()
-        inputs_lib.write_model_files(self.workdir, self.inputs)
+        inputs_lib.write_model_files(self.workdir, self.inputs, self.config)
         self._build_steps()
+
+    def _check_rerun(self) -> None:
+        """A workdir with checkpoints resumes only the run that wrote it."""
+        saved = self.workdir / "train_config.json"
+        if not saved.exists() or not (self.workdir / "checkpoints").is_dir():
+            return
+        old = json.loads(saved.read_text())
+        new = json.loads(self.config.to_json_best_effort())
+        changed = changed_fields(old, new)
+        if changed:
+            what = ("a different model" if any(k.startswith("model.") for k in changed)
+                    else "another config")
+            raise ValueError(f"{self.workdir} holds a run of {what} ({saved}); changed: "
+                             f"{', '.join(changed)}. Use a fresh --workdir, or rerun with the "
+                             "original values to resume")
 
     # --------------------------------------------------------------------------- state
     def _init_state(self) -> TrainState:
@@ -76,88 +188,81 @@ class Trainer:
         params = self.model.init(jax.random.PRNGKey(self.config.seed), dummy)["params"]
         if self.inputs.pretrained is not None:
             params = ckpt_lib.merge_pretrained(params, self.inputs.pretrained,
-                                               self.inputs.encoder_path)
+                                               self.inputs.encoder_path, self.inputs.keep_fresh)
         if self.inputs.post_init is not None:  # e.g. LST's pruned side initialisation
             params = self.inputs.post_init(params)
         return create_state(params, self.tx, self.config.seed)
 
     def _build_state(self) -> None:
         abstract = jax.eval_shape(self._init_state)
-        self.pmap = self.config.parallel == "pmap"
-        if self.pmap:
-            self.mesh = None
-            self.shardings = None
-            restore_target = abstract
+        restored = self.ckpt.restore(self.par.restore_target(abstract))
+        self.data_state, self.best, self.resume_meta = None, None, {}
+        if restored is not None:
+            state, self.data_state, self.resume_meta = restored
+            self.best = self.resume_meta.get("best")
+            self._say(f"resuming {self.workdir} from step {int(state.step)}")
         else:
-            self.mesh = partition.make_mesh(self.config.fsdp)
-            self.shardings = partition.state_shardings(abstract, self.mesh)
-            restore_target = jax.tree_util.tree_map(
-                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                abstract, self.shardings)
-        self.data_state = None
-        self.best = None
-        if self.ckpt.latest_step() is not None:
-            state, self.data_state, meta = self.ckpt.restore(restore_target)
-            self.best = meta.get("best")
-            logging.info("resuming %s from step %d", self.workdir, int(state.step))
-        elif self.pmap:
-            state = jax.jit(self._init_state)()
-        else:
-            with jax.set_mesh(self.mesh):
-                state = jax.jit(self._init_state, out_shardings=self.shardings)()
-        self.state = partition.replicate(state) if self.pmap else state
+            state = self.par.init(self._init_state)
+        self.state = self.par.place(state)
         if self.data_state is not None:
             self.inputs.train.set_state(self.data_state)
+        self.num_params = count_trainable(abstract.params)
+        self.num_trainable = count_trainable(abstract.params, self.inputs.trainable)
 
     def _build_steps(self) -> None:
-        c = self.config
-        axis = "batch" if self.pmap else None
+        c, axis = self.config, self.par.axis_name
         train_step = make_train_step(self.sums_fn, self.tx, grad_accum_steps=c.grad_accum_steps,
-                                     residual_ramp_steps=c.residual_ramp_steps, axis_name=axis)
+                                     residual_ramp_steps=c.residual_ramp_steps, axis_name=axis,
+                                     skip_nonfinite=c.skip_nonfinite_updates)
         eval_step = make_eval_step(self.sums_fn, residual_ramp_steps=c.residual_ramp_steps,
                                    axis_name=axis)
-        if self.pmap:
-            self.train_step = jax.pmap(train_step, axis_name=axis, donate_argnums=(0,))
-            self.eval_step = jax.pmap(eval_step, axis_name=axis)
-        else:
-            bs = partition.batch_sharding(self.mesh)
-            self.train_step = jax.jit(train_step, in_shardings=(self.shardings, bs),
-                                      out_shardings=(self.shardings, None), donate_argnums=(0,))
-            self.eval_step = jax.jit(eval_step, in_shardings=(self.shardings, bs))
+        self.train_step, self.eval_step = self.par.compile(train_step, eval_step)
 
     def host_state(self) -> TrainState:
         """The (unreplicated) state, as a checkpoint stores it."""
-        return partition.unreplicate(self.state) if self.pmap else self.state
+        return self.par.host(self.state)
 
     def step(self) -> int:
         return int(jax.device_get(self.host_state().step))
 
+    def _say(self, line: str) -> None:
+        """One line a person reads (process 0 only), visible whatever the log level."""
+        if jax.process_index() == 0:
+            print(line, flush=True)
+
+    def describe(self) -> str:
+        """The start block: devices, processes, mesh, parameters, data and steps."""
+        c, dev = self.config, jax.devices()[0]
+        mesh = getattr(self.par, "mesh", None)
+        what = " ".join(str(x) for x in (c.kind, c.get("task"), c.get("method")) if x)
+        lines = [f"run: {what} -> {self.workdir}",
+                 f"devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}) in "
+                 f"{jax.process_count()} process(es); parallel={c.parallel}"
+                 + (f", mesh {dict(mesh.shape)}" if mesh is not None else ""),
+                 f"parameters: {self.num_params:,} total, {self.num_trainable:,} trainable",
+                 f"batch {c.batch_size} x {c.max_length} tokens, steps {c.total_steps}"]
+        if self.inputs.data_sizes:
+            lines.append("data: " + ", ".join(f"{k} {v:,}" for k, v in
+                                              self.inputs.data_sizes.items()))
+        return "\n".join(lines)
+
     # --------------------------------------------------------------------------- running
-    def _device_batch(self, batch: dict[str, np.ndarray]):
-        if self.pmap:
-            return partition.shard_for_pmap(batch)
-        return partition.global_batch(batch, self.mesh)
-
-    def _first(self, tree: Any) -> Any:
-        tree = jax.device_get(tree)
-        return jax.tree_util.tree_map(lambda x: np.asarray(x)[0], tree) if self.pmap else tree
-
     def evaluate(self) -> dict[str, float]:
         """Dev metrics from sums over the dev set: loss, accuracy, count."""
         totals = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
         for i, batch in enumerate(self.inputs.dev_batches()):
             if self.config.eval_batches and i >= self.config.eval_batches:
                 break
-            sums = self._first(self.eval_step(self.state, self._device_batch(batch)))
+            sums = self.par.first(self.eval_step(self.state, self.par.device_batch(batch)))
             for k in totals:
                 totals[k] += float(sums[k])
         w = max(totals["weight"], 1e-9)
         return {"loss": totals["loss"] / w, "accuracy": totals["correct"] / w,
                 "count": totals["weight"]}
 
-    def _save(self, step: int, force: bool = False) -> None:
-        meta = {"step": step, "best": self.best}
-        self.ckpt.save(step, self.host_state(), self.inputs.train.get_state(), meta, force=force)
+    def _save(self, step: int, pending: list[dict], last_train: dict) -> None:
+        meta = {"step": step, "best": self.best, "pending": pending, "last_train": last_train}
+        self.ckpt.save(step, self.host_state(), self.inputs.train.get_state(), meta)
 
     def _maybe_keep_best(self, step: int, dev: dict[str, float]) -> None:
         if not self.config.get("keep_best", False):
@@ -166,40 +271,90 @@ class Trainer:
             self.best = {"step": step, **dev}
             self.ckpt.save_best(step, self.host_state().params, self.best)
 
+    def _check_finite(self, records: list[dict]) -> None:
+        """NonFiniteError when the host-side step records show a stop condition."""
+        c = self.config
+        for r in records:
+            bad = [k for k in ("loss", "grad_norm") if not math.isfinite(r[k])]
+            if not bad:
+                continue
+            if c.skip_nonfinite_updates and r["bad_streak"] < c.max_consecutive_skips:
+                continue
+            last = self.ckpt.latest_step()
+            where = (f"{self.workdir}/checkpoints/{last}" if last is not None
+                     else "none yet (the run starts from scratch)")
+            why = (f"{int(r['bad_streak'])} non-finite steps in a row "
+                   f"(config.max_consecutive_skips={c.max_consecutive_skips})"
+                   if c.skip_nonfinite_updates else "training stopped")
+            raise NonFiniteError(int(r["step"]), bad[0],
+                                 f"non-finite {' and '.join(bad)} at step {int(r['step'])}: "
+                                 f"{why}; its update was not applied. Last good checkpoint: "
+                                 f"{where}. Lower the learning rate, use float32, or set "
+                                 "config.skip_nonfinite_updates=True")
+
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Trains to config.total_steps (or only up to `stop_at`, checkpointing there, as a
-        preempted job would); returns and writes the summary."""
+        preempted job would); returns and writes the summary (module docstring: stopping)."""
         c = self.config
         start, end = self.step(), c.total_steps if stop_at is None else min(stop_at, c.total_steps)
         done = self.workdir / "summary.json"
         if start >= c.total_steps and done.exists():  # a finished workdir: nothing to do
             return json.loads(done.read_text())
+        self._say(self.describe())
         writer = metrics_lib.MetricWriter(self.workdir, tensorboard=c.tensorboard)
         bar = metrics_lib.Progress(start, c.total_steps, desc=c.kind, enabled=c.progress_bar)
-        pending, last_train, dev, t0 = [], {}, None, time.time()
-        with self._mesh_context():
-            for step in range(start + 1, end + 1):
-                batch = self._device_batch(next(self.inputs.train))
-                self.state, m = self.train_step(self.state, batch)
-                pending.append(m)
-                if step % c.log_every_steps == 0 or step == end:
-                    last_train = self._mean(pending)
-                    pending = []
-                    last_train["steps_per_s"] = bar.steps_per_second(step)
-                    writer.write(step, "train", last_train)
-                bar.update(step, **({"loss": last_train["loss"]} if "loss" in last_train else {}))
-                if step % c.eval_every_steps == 0 or step == c.total_steps:
-                    dev = self.evaluate()
-                    writer.write(step, "dev", dev)
-                    self._maybe_keep_best(step, dev)
-                if step % c.checkpoint_every_steps == 0 or step == end:
-                    self._save(step)
-        bar.close()
-        if dev is None and start >= c.total_steps:  # finished before summary.json was written
-            with self._mesh_context():
+        records = list(self.resume_meta.get("pending") or [])  # host copies of step metrics
+        last_train = dict(self.resume_meta.get("last_train") or {})
+        pending, dev, t0 = [], None, time.time()
+        has_dev = self.inputs.dev_batches is not None  # None: a run without evaluation
+        stop = _StopFlag()
+        multi = jax.process_count() > 1
+        try:
+            with self.par.context():
+                for step in range(start + 1, end + 1):
+                    batch = self.par.device_batch(next(self.inputs.train))
+                    self.state, m = self.train_step(self.state, batch)
+                    pending.append(m)
+                    log = step % c.log_every_steps == 0 or step == end
+                    evaluate = has_dev and (step % c.eval_every_steps == 0
+                                            or step == c.total_steps)
+                    save = step % c.checkpoint_every_steps == 0 or step == end
+                    why = stop.why
+                    if multi and multihost_utils.reached_preemption_sync_point(step):
+                        why = why or "preemption"
+                    if log or evaluate or save or why:  # a host sync: read the step metrics
+                        records += [self._record(s, x) for s, x in
+                                    zip(range(step - len(pending) + 1, step + 1), pending,
+                                        strict=True)]
+                        pending = []
+                        self._check_finite(records)
+                    if log:
+                        last_train = self._mean(records)
+                        last_train["learning_rate"] = float(self.schedule(step - 1))
+                        rate = bar.steps_per_second(step)  # NaN until a step after the first
+                        if math.isfinite(rate):
+                            last_train["steps_per_s"] = rate
+                        writer.write(step, "train", last_train)
+                        records = []
+                    bar.update(step, **({"loss": last_train["loss"]} if "loss" in last_train
+                                        else {}))
+                    if evaluate:
+                        dev = self.evaluate()
+                        writer.write(step, "dev", dev)
+                        self._maybe_keep_best(step, dev)
+                    if save or why:
+                        self._save(step, records, last_train)
+                    if why:
+                        self.ckpt.wait()
+                        raise Stopped(step, self.workdir.absolute(), why)
+        finally:
+            stop.restore()
+            bar.close()
+            writer.close()
+        if has_dev and dev is None and start >= c.total_steps:  # finished before the summary
+            with self.par.context():
                 dev = self.evaluate()
         self.ckpt.wait()
-        writer.close()
         summary = {"step": self.step(), "train_loss": last_train.get("loss"),
                    "train_accuracy": last_train.get("accuracy"), "dev": dev,
                    "best_dev": self.best, "wall_time_s": time.time() - t0,
@@ -208,14 +363,21 @@ class Trainer:
             metrics_lib.write_summary(self.workdir, summary)
         return summary
 
-    def _mesh_context(self):
-        import contextlib
+    def _record(self, step: int, m: dict) -> dict:
+        """One step's metrics on the host, as plain floats."""
+        m = self.par.first(m)
+        return {"step": step, **{k: float(np.asarray(v)) for k, v in m.items() if k != "weight"}}
 
-        return contextlib.nullcontext() if self.pmap else jax.set_mesh(self.mesh)
+    @staticmethod
+    def _mean(records: list[dict]) -> dict[str, float]:
+        """Means of the step records since the last log (counters: their last value)."""
+        def mean(values):
+            finite = [v for v in values if math.isfinite(v)]  # skipped steps are counted apart
+            return float(np.mean(finite)) if finite else float("nan")
 
-    def _mean(self, ms: list[dict]) -> dict[str, float]:
-        ms = [self._first(m) for m in ms]
-        return {k: float(np.mean([m[k] for m in ms])) for k in ms[0] if k != "weight"}
+        keys = [k for k in records[0] if k != "step"]
+        return {k: records[-1][k] if k in _COUNTERS else mean([r[k] for r in records])
+                for k in keys}
 
     def close(self) -> None:
         self.ckpt.close()
@@ -226,9 +388,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     """Runs (or resumes) the experiment `config` in `workdir`; returns the summary."""
     trainer = Trainer(config, workdir)
     try:
-        (Path(workdir) / "train_config.json").write_text(config.to_json_best_effort(indent=2))
         return trainer.run(stop_at=stop_at)
     finally:
         trainer.close()
-
-

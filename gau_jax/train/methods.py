@@ -1,21 +1,25 @@
-"""Fine-tuning methods: a registry name → builder of (model, trainable mask, trunk location).
+"""Fine-tuning methods as plugins: a registry name → one `Method` object.
 
-A builder is `fn(model_config, num_classes, config) -> MethodSpec`:
-    model         a Flax module called as model.apply({"params": p}, input_ids, attention_mask,
-                  segment_ids, deterministic=..., rngs={"dropout": k}) -> [b, K] float32 logits
-    trainable     fn(params) -> bool pytree; False leaves are frozen (update 0, and no optimizer
-                  state at all: optax.multi_transform routes them to set_to_zero)
-    encoder_path  where the pretrained trunk's params go inside the model's params
-                  (config.init_from is loaded there; the rest, e.g. a head, stays freshly init)
+A Method says, for a resolved run config, model config and number of classes,
 
-`full` (every parameter trainable) is built in. Other methods are either registered
+    build(config, model_config, num_classes) -> Built
+        model          model.apply({"params": p}, input_ids, attention_mask, segment_ids,
+                       deterministic=..., rngs={"dropout": k}) -> [b, K] float32 logits
+        trainable      fn(params) -> bool pytree (None = every leaf trains); False leaves are
+                       frozen: update 0 and no optimizer state (optax.multi_transform)
+        encoder_path   where config.init_from's encoder params go inside the model's params
+        model_config   the encoder config the model really has (written to DIR/config.json)
+        keep_fresh     fn(leaf path) -> True for leaves a pretrained trunk need not have
+                       (e.g. adapters): they keep their fresh init
+    prepare(inputs, config, workdir, splits, task) -> inputs      optional input hook
+        (LST: pruned side init, cached trunk features; gau_jax/train/lst.py)
 
-    @register_method("mine")
-    def build_mine(model_config, num_classes, config) -> MethodSpec: ...
+Built in: full (here), lora, adapter, bitfit (here, models in gau_jax/models/peft.py) and lst
+(gau_jax/train/lst.py, imported on first use). A new method registers itself:
 
-or listed in PLUGINS as "module:function" and imported on first use. A plugin function lives
-with its model (gau_jax/models/lst.py, peft.py) and, since models never import train, may return
-a plain tuple (model, trainable[, encoder_path]) instead of a MethodSpec.
+    register(Method("mine", build=build_mine))
+
+Models take explicit arguments; only the builders here read the run config.
 """
 
 from __future__ import annotations
@@ -27,69 +31,94 @@ from typing import Any
 
 import flax.linen as nn
 
-from gau_jax.models import Classifier, build_encoder
-from gau_jax.train.optim import trainable_all
+from gau_jax.models import Classifier, build_encoder, peft
+
+PathFn = Callable[[tuple[str, ...]], bool]
 
 
 @dataclasses.dataclass(frozen=True)
-class MethodSpec:
+class Built:
+    """What a method builds for one run (module docstring)."""
+
     model: nn.Module
-    trainable: Callable[[Any], Any]
+    model_config: Any
+    trainable: Callable[[Any], Any] | None = None
     encoder_path: tuple[str, ...] = ("encoder",)
+    keep_fresh: PathFn | None = None
 
 
-Builder = Callable[..., MethodSpec]
-_REGISTRY: dict[str, Builder] = {}
-# Methods implemented with their models: name → "module:function" (imported on first use).
-PLUGINS: dict[str, str] = {
-    "lst": "gau_jax.models.lst:build_method",
-    "lora": "gau_jax.models.peft:build_lora",
-    "adapter": "gau_jax.models.peft:build_adapter",
-    "bitfit": "gau_jax.models.peft:build_bitfit",
-}
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A fine-tuning method: its builder and an optional input hook."""
+
+    name: str
+    build: Callable[[Any, Any, int], Built]
+    prepare: Callable[..., Any] | None = None
 
 
-def register_method(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: make `name` a value of config.method."""
-
-    def wrap(fn: Builder) -> Builder:
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+_REGISTRY: dict[str, Method] = {}
+# Methods that live in their own train module, imported on first use: name → module.
+PLUGINS: dict[str, str] = {"lst": "gau_jax.train.lst"}
 
 
-def available_methods() -> list[str]:
+def register(method: Method) -> Method:
+    """Make `method.name` a value of config.method (a later registration replaces it)."""
+    _REGISTRY[method.name] = method
+    return method
+
+
+def available() -> list[str]:
     return sorted(set(_REGISTRY) | set(PLUGINS))
 
 
-def _lookup(name: str) -> Builder:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    module, _, fn = PLUGINS[name].partition(":")
-    try:
-        return getattr(importlib.import_module(module), fn)
-    except (ModuleNotFoundError, AttributeError) as e:
-        raise ValueError(f"config.method={name!r} needs {PLUGINS[name]}, which is not "
-                         f"available ({e})") from None
-
-
-def check_method(name: str) -> None:
-    """Raises ValueError naming the known methods when `name` is not one of them."""
+def check(name: str) -> None:
+    """ValueError naming the known methods when `name` is not one of them."""
     if name not in _REGISTRY and name not in PLUGINS:
-        raise ValueError(f"config.method={name!r} unknown; choose one of {available_methods()}")
+        raise ValueError(f"config.method={name!r} unknown; choose one of {available()}")
 
 
-def build_method(name: str, model_config: Any, num_classes: int, config: Any) -> MethodSpec:
-    """The MethodSpec of method `name` (ValueError if unknown or not registered by its module)."""
-    check_method(name)
-    spec = _lookup(name)(model_config, num_classes, config)
-    return spec if isinstance(spec, MethodSpec) else MethodSpec(*spec)
+def get(name: str) -> Method:
+    """The Method registered as `name` (its plugin module is imported on first use)."""
+    check(name)
+    if name not in _REGISTRY:
+        importlib.import_module(PLUGINS[name])
+        if name not in _REGISTRY:
+            raise ValueError(f"config.method={name!r}: {PLUGINS[name]} did not register it")
+    return _REGISTRY[name]
 
 
-@register_method("full")
-def build_full(model_config: Any, num_classes: int, config: Any) -> MethodSpec:
+def classifier(model_config: Any, num_classes: int, config: Any) -> Classifier:
+    """Encoder + [CLS] classifier with config.classifier_dropout."""
+    return Classifier(encoder=build_encoder(model_config), num_classes=num_classes,
+                      dropout_rate=config.classifier_dropout)
+
+
+def _full(config: Any, model_config: Any, num_classes: int) -> Built:
     """Full fine-tuning: encoder + [CLS] classifier, every parameter trained."""
-    model = Classifier(encoder=build_encoder(model_config), num_classes=num_classes,
-                       dropout_rate=config.get("classifier_dropout", 0.1))
-    return MethodSpec(model=model, trainable=trainable_all, encoder_path=("encoder",))
+    return Built(classifier(model_config, num_classes, config), model_config)
+
+
+def _lora(config: Any, model_config: Any, num_classes: int) -> Built:
+    """config.lora.{rank, alpha, targets}; the trunk at ("base", "encoder") is frozen."""
+    o = config.lora
+    model = peft.LoRA(classifier(model_config, num_classes, config), rank=int(o.rank),
+                      alpha=float(o.alpha), targets=tuple(o.targets))
+    return Built(model, model_config, peft.lora_trainable, ("base", "encoder"))
+
+
+def _adapter(config: Any, model_config: Any, num_classes: int) -> Built:
+    """Houlsby adapters of config.adapter_size; a trunk without adapters is a valid init_from."""
+    cfg = peft.adapter_config(model_config, config.adapter_size)
+    return Built(classifier(cfg, num_classes, config), cfg, peft.adapter_trainable,
+                 keep_fresh=peft.is_adapter)
+
+
+def _bitfit(config: Any, model_config: Any, num_classes: int) -> Built:
+    """Biases + classifier (gau_jax/models/peft.py says when it refuses)."""
+    cfg = peft.bitfit_config(model_config, config.init_from)
+    return Built(classifier(cfg, num_classes, config), cfg, peft.bitfit_trainable)
+
+
+for _method in (Method("full", _full), Method("lora", _lora), Method("adapter", _adapter),
+                Method("bitfit", _bitfit)):
+    register(_method)

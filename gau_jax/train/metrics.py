@@ -8,6 +8,7 @@ over the whole dev set (accuracy = Σ w·[argmax = label] / Σ w). Only process 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -59,22 +60,39 @@ class MetricWriter:
 
 
 class Progress:
-    """A tqdm bar over [start, total) showing loss; tqdm itself shows steps/s and ETA."""
+    """Progress over [start, total): a tqdm bar with loss, steps/s and ETA on a terminal; on a
+    log file or pipe (stderr not a terminal) one plain line every `interval` seconds instead.
+    steps/s counts from the first update, so compilation (the first step) is excluded."""
 
-    def __init__(self, start: int, total: int, desc: str, enabled: bool = True):
+    def __init__(self, start: int, total: int, desc: str, enabled: bool = True,
+                 interval: float = 30.0):
+        enabled = enabled and jax.process_index() == 0
+        self.plain = enabled and not sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True,
-                        disable=not enabled or jax.process_index() != 0, mininterval=1.0)
-        self.t0 = time.time()
-        self.start = start
+                        disable=not enabled or self.plain, mininterval=1.0)
+        self.desc, self.total, self.interval = desc, total, interval
+        self.origin: tuple[int, float] | None = None  # (step, time) of the first update
+        self.last_line = time.time()
 
     def update(self, step: int, **postfix: float) -> None:
+        if self.origin is None:
+            self.origin = (step, time.time())
         self.bar.n = step
         if postfix:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in postfix.items()}, refresh=False)
         self.bar.refresh()
+        if self.plain and (time.time() - self.last_line >= self.interval or step == self.total):
+            self.last_line = time.time()
+            rate = self.steps_per_second(step)
+            eta = (self.total - step) / rate if rate > 0 else float("nan")
+            extra = "".join(f" {k} {v:.4g}" for k, v in postfix.items())
+            print(f"{self.desc}: step {step}/{self.total}{extra} {rate:.3g} steps/s "
+                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
 
     def steps_per_second(self, step: int) -> float:
-        return (step - self.start) / max(time.time() - self.t0, 1e-9)
+        if self.origin is None or step <= self.origin[0]:
+            return float("nan")
+        return (step - self.origin[0]) / max(time.time() - self.origin[1], 1e-9)
 
     def close(self) -> None:
         self.bar.close()

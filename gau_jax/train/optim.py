@@ -23,6 +23,8 @@ import jax
 import numpy as np
 import optax
 
+from gau_jax.models.tree import path_names
+
 PyTree = Any
 OPTIMIZERS = ("lamb", "adafactor", "adamw", "sgd")
 
@@ -43,11 +45,6 @@ def piecewise_linear_schedule(
         return jax.numpy.interp(step, knots_t, knots_v)
 
     return schedule
-
-
-def path_names(path: tuple) -> tuple[str, ...]:
-    """('layers', 'gau', 'uvz', 'kernel') from a jax key path."""
-    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
 
 
 def decay_mask(params: PyTree) -> PyTree:
@@ -105,11 +102,16 @@ def make_optimizer(
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
-def optimizer_from_config(config, trainable=None) -> optax.GradientTransformation:
-    """The optimizer that `config` (fields below) describes; see configs/pretrain.py."""
-    schedule = piecewise_linear_schedule(
+def schedule_from_config(config) -> optax.Schedule:
+    """lr(t) of `config` (learning_rate, total_steps, warmup_steps, end_lr_factor)."""
+    return piecewise_linear_schedule(
         config.learning_rate, config.total_steps, config.warmup_steps, config.end_lr_factor
     )
+
+
+def optimizer_from_config(config, trainable=None) -> optax.GradientTransformation:
+    """The optimizer that `config` (fields below) describes; see configs/pretrain.py."""
+    schedule = schedule_from_config(config)
     return make_optimizer(
         config.optimizer,
         schedule,

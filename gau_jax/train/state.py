@@ -1,9 +1,9 @@
 """The train state: everything a step reads and writes, as one pytree.
 
-    TrainState(step, params, opt_state, rng)
+    TrainState(step, params, opt_state, rng, skipped, bad_streak)
 
-`rng` is a fixed base key; the dropout key of step t is fold_in(rng, t) (and, under pmap, folded
-with the device index), so a resumed run draws exactly the keys an uninterrupted one would.
+`rng` is a fixed base key; the dropout key of example i at step t is fold_in(fold_in(rng, t), i)
+(gau_jax/train/step.py), so a resumed run draws exactly the keys an uninterrupted one would.
 The optimizer (an optax.GradientTransformation) is not part of the state: it is static and is
 passed to the step builder.
 """
@@ -24,6 +24,8 @@ class TrainState:
     params: Any  # model parameters (float32)
     opt_state: Any  # optax state (no entries for frozen leaves)
     rng: jax.Array  # uint32[2] base PRNG key (raw, so it checkpoints as a plain array)
+    skipped: jax.Array  # int32: updates not applied because their loss / grad was non-finite
+    bad_streak: jax.Array  # int32: consecutive non-finite steps up to now
 
 
 def create_state(params: Any, tx: optax.GradientTransformation, seed: int) -> TrainState:
@@ -33,6 +35,8 @@ def create_state(params: Any, tx: optax.GradientTransformation, seed: int) -> Tr
         params=params,
         opt_state=tx.init(params),
         rng=jax.random.PRNGKey(seed + 1),
+        skipped=jnp.zeros((), jnp.int32),
+        bad_streak=jnp.zeros((), jnp.int32),
     )
 
 

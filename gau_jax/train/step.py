@@ -12,6 +12,16 @@ give the same update as one big batch. Under pmap the same sums are `psum`-ed ov
 
 RoFormerV2 from scratch ramps the residual coefficient α_t = min(1, t / ramp_steps)
 (x ← Norm(x + α·F(x))); ramp_steps = 0 leaves the model's default (α = 1, argument not passed).
+
+Dropout: example i of the global batch at step t draws its masks from
+key(t, i) = fold_in(fold_in(rng, t), i) (`apply_rows` runs the model per example under vmap), so
+the masks depend on the step and the example's position in the global batch only — not on how
+the batch is split over devices, processes, pmap / jit or gradient-accumulation micro-batches.
+
+Non-finite steps: when the loss or the gradient norm of a step is NaN / Inf, its update is not
+applied (params and optimizer state unchanged) and `state.skipped` / `state.bad_streak` count it;
+with skip_nonfinite=False every later update is also held back, so the trainer can stop at its
+next sync naming the step while the parameters stay the last good ones.
 """
 
 from __future__ import annotations
@@ -33,6 +43,34 @@ def model_kwargs(residual_scale, rng) -> dict:
     unless None (deterministic callers)."""
     kw = {} if residual_scale is None else {"residual_scale": residual_scale}
     return kw | ({} if rng is None else {"rngs": {"dropout": rng}})
+
+
+def apply_rows(model, params, rng, args: tuple, rows: dict | None = None,
+               extract: Callable = lambda out: out, **kwargs):
+    """extract(model.apply({"params": params}, *args, **rows, **kwargs)) for a batch.
+
+    rng None: no dropout rng; one key [2]: one stream for the batch; per-example keys [b, 2]
+    (the train step's): each example runs alone under vmap with its own dropout key. args and
+    rows hold per-example arrays (None allowed); kwargs are shared."""
+    rows = rows or {}
+    if rng is None or rng.ndim == 1:
+        extra = {} if rng is None else {"rngs": {"dropout": rng}}
+        return extract(model.apply({"params": params}, *args, **rows, **kwargs, **extra))
+
+    def one(key, row_args, row_kwargs):
+        row_args = [None if a is None else a[None] for a in row_args]
+        row_kwargs = {k: None if v is None else v[None] for k, v in row_kwargs.items()}
+        out = model.apply({"params": params}, *row_args, **row_kwargs, **kwargs,
+                          rngs={"dropout": key})
+        return jax.tree_util.tree_map(lambda x: x[0], extract(out))
+
+    return jax.vmap(one)(rng, tuple(args), rows)
+
+
+def row_keys(state: TrainState, index: jax.Array) -> jax.Array:
+    """Per-example dropout keys [b, 2] of the current step (module docstring)."""
+    base = step_key(state)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(index)
 
 
 def weighted_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> dict:
@@ -57,10 +95,12 @@ def mlm_sums_fn(model, max_predictions: int = 0) -> SumsFn:
         if max_predictions > 0:
             weights, idx = jax.lax.top_k(weights.astype(jnp.float32), max_predictions)
             targets = jnp.take_along_axis(targets, idx, axis=1)
-        out = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                          batch["segment_ids"], deterministic=not train, return_logits=True,
-                          logit_positions=idx, **model_kwargs(residual_scale, rng))
-        return weighted_sums(out.logits, targets, weights)
+        logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
+                                                  batch["segment_ids"]),
+                            {"logit_positions": idx}, lambda out: out.logits,
+                            deterministic=not train, return_logits=True,
+                            **model_kwargs(residual_scale, None))
+        return weighted_sums(logits, targets, weights)
 
     return sums
 
@@ -69,9 +109,9 @@ def classification_sums_fn(model) -> SumsFn:
     """Sentence(-pair) classification sums for a Classifier-like model returning [b, K] logits."""
 
     def sums(params, batch, rng, residual_scale, train):
-        logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                             batch["segment_ids"], deterministic=not train,
-                             **model_kwargs(residual_scale, rng))
+        logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
+                                                  batch["segment_ids"]),
+                            deterministic=not train, **model_kwargs(residual_scale, None))
         return weighted_sums(logits, batch["labels"], batch["weights"])
 
     return sums
@@ -110,6 +150,7 @@ def make_train_step(
     grad_accum_steps: int = 1,
     residual_ramp_steps: int = 0,
     axis_name: str | None = None,
+    skip_nonfinite: bool = False,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
     """(state, batch) -> (new state, metrics); wrap in jax.jit (mesh) or jax.pmap(axis_name)."""
 
@@ -117,37 +158,45 @@ def make_train_step(
         total_w = _psum(jnp.sum(batch[weight_key(batch)].astype(jnp.float32)), axis_name)
         denom = jnp.maximum(total_w, 1e-6)
         alpha = residual_alpha(state.step, residual_ramp_steps)
-        salt = 0 if axis_name is None else jax.lax.axis_index(axis_name) * grad_accum_steps
+        rows = batch[weight_key(batch)].shape[0]
+        offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * rows
+        index = offset + jnp.arange(rows, dtype=jnp.int32)  # position in the global batch
 
-        def grads_of(mb, i):
+        def grads_of(mb, idx):
             def loss_fn(params):
-                sums = sums_fn(params, mb, step_key(state, salt + i), alpha, True)
+                sums = sums_fn(params, mb, row_keys(state, idx), alpha, True)
                 return sums["loss"] / denom, sums
 
             (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
             return grads, sums
 
         if grad_accum_steps == 1:
-            grads, sums = grads_of(batch, 0)
+            grads, sums = grads_of(batch, index)
         else:
-            micro = split_microbatches(batch, grad_accum_steps)
-            zeros = jax.eval_shape(lambda: grads_of(jax.tree_util.tree_map(lambda x: x[0], micro),
-                                                    0))
+            micro, micro_index = split_microbatches((batch, index), grad_accum_steps)
+            first = jax.tree_util.tree_map(lambda x: x[0], (micro, micro_index))
+            zeros = jax.eval_shape(lambda: grads_of(*first))
             zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
 
             def body(acc, xs):
-                mb, i = xs
-                out = grads_of(mb, i)
-                return jax.tree_util.tree_map(jnp.add, acc, out), None
+                return jax.tree_util.tree_map(jnp.add, acc, grads_of(*xs)), None
 
-            (grads, sums), _ = jax.lax.scan(
-                body, zeros, (micro, jnp.arange(grad_accum_steps)))
+            (grads, sums), _ = jax.lax.scan(body, zeros, (micro, micro_index))
         grads, sums = _psum((grads, sums), axis_name)
+        loss, grad_norm = sums["loss"] / denom, optax.global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": sums["loss"] / denom, "accuracy": sums["correct"] / denom,
-                   "weight": total_w, "grad_norm": optax.global_norm(grads)}
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        apply = finite if skip_nonfinite else finite & (state.skipped == 0)
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(apply, a, b),
+                                                       new, old)
+        skipped = state.skipped + (~apply).astype(jnp.int32)
+        streak = jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32)
+        metrics = {"loss": loss, "accuracy": sums["correct"] / denom, "weight": total_w,
+                   "grad_norm": grad_norm, "skipped_updates": skipped, "bad_streak": streak}
+        new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                                  opt_state=keep(opt_state, state.opt_state), skipped=skipped,
+                                  bad_streak=streak)
         return new_state, metrics
 
     return train_step
@@ -160,7 +209,7 @@ def make_eval_step(
 
     def eval_step(state: TrainState, batch: Batch):
         alpha = residual_alpha(state.step, residual_ramp_steps)
-        sums = sums_fn(state.params, batch, state.rng, alpha, False)
+        sums = sums_fn(state.params, batch, None, alpha, False)
         return _psum(sums, axis_name)
 
     return eval_step

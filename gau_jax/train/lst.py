@@ -1,0 +1,125 @@
+"""The Ladder Side-Tuning method (config.method = "lst"): model, frozen trunk, input hook.
+
+    build    LadderSideTuning(trunk = model config, config.lst) (gau_jax/models/lst.py); the
+             trunk's params sit at "encoder" (init_from loads them there) and are frozen
+    prepare  config.lst.init = fisher | magnitude: the side network starts pruned from the trunk
+             (gau_jax/models/lst_init.py) — applied as the trainer's post_init hook, after the
+             pretrained trunk is in place
+             config.lst.cache = True: trunk features are computed once (gau_jax/train/
+             feature_cache.py) and the run trains a trunk-less side network on them
+
+Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
+Learning", NeurIPS 2022 (arXiv:2206.06522).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from gau_jax.data import pipeline
+from gau_jax.models import Classifier, build_encoder
+from gau_jax.models.encoder import encoder_config
+from gau_jax.models.lst import (
+    build_model,
+    feature_indices,
+    frozen_trunk_config,
+    lst_config,
+    trainable_side,
+)
+from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
+from gau_jax.train import feature_cache, methods
+from gau_jax.train.checkpoint import merge_pretrained
+
+
+def build(config: Any, model_config: Any, num_classes: int) -> methods.Built:
+    """Frozen trunk + side network + head; everything but "encoder" trains."""
+    model = build_model(model_config, num_classes, config.lst)
+    return methods.Built(model, model_config, trainable_side, ("encoder",))
+
+
+def _pruned_params(inputs, config, trunk_params, train_batches) -> dict:
+    """Side params {down_k, side_i} pruned from the trunk by config.lst.init."""
+    c = lst_config(config.lst)
+    trunk = encoder_config(config.model)
+    if c.init == "magnitude":
+        scores = magnitude_scores(trunk_params)
+    else:
+        clf = Classifier(build_encoder(frozen_trunk_config(trunk)), inputs.model.num_classes)
+        head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
+
+        def loss(p, b):
+            logits = clf.apply({"params": {"encoder": p, "classifier": head["classifier"]}},
+                               b["input_ids"], b["attention_mask"], b["segment_ids"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, b["labels"]).mean()
+
+        scores = fisher_scores(loss, trunk_params, _rebatch(train_batches, c.fisher_batch_size),
+                               c.fisher_examples)
+    return pruned_side_params(trunk_params, scores, trunk, c)
+
+
+def _rebatch(batches, size):
+    for b in batches:
+        keep = np.nonzero(b["weights"] > 0)[0]
+        for s in range(0, len(keep), size):
+            yield {k: v[keep[s:s + size]] for k, v in b.items()}
+
+
+def prepare(inputs, config, workdir: Path, splits: dict, spec):
+    """Applies config.lst.init (pruned side network) and config.lst.cache (module docstring)."""
+    c = lst_config(config.lst)
+    if c.init == "random" and not c.cache:
+        return inputs
+    dummy = np.ones((1, config.max_length), np.int32)
+    full = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
+    trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
+    common = dict(batch_size=config.batch_size, max_len=config.max_length,
+                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
+    ordered = {s: list(pipeline.classification_dataset(splits[s], inputs.tokenizer, spec,
+                                                       train=False, **common))
+               for s in ("train", "dev")}
+    side = {}
+    if c.init != "random":
+        logging.info("LST: %s-pruned side init from the trunk", c.init)
+        side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
+                                                                 ordered["train"]))
+    if not c.cache:
+        return dataclasses.replace(inputs, post_init=_side_init(side))
+    trunk = encoder_config(config.model)
+    idx = feature_indices(trunk, c)
+    fp = feature_cache.fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab,
+                                   idx, c.cache_dtype)
+    path = Path(c.cache_dir or workdir / "feature_cache")
+    meta = feature_cache.build_cache(path, trunk, idx, trunk_params, ordered, c.cache_dtype,
+                                     c.cache_budget_gb, fp)
+    model = build_model(config.model, inputs.model.num_classes, c, use_trunk=False)
+    kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple)
+    train = feature_cache.CachedSplit.open(path, "train", meta, seed=config.seed, **kw)
+    dev = feature_cache.CachedSplit.open(path, "dev", meta, **kw)
+    side_full = {k: v for k, v in full.items() if k != "encoder"}  # = the uncached side's init
+    return dataclasses.replace(
+        inputs, model=model, sums_fn=feature_cache.cached_sums_fn(model), train=train,
+        dev_batches=dev.one_pass, trainable=None, pretrained=None,
+        post_init=_side_init({**side_full, **side}))
+
+
+def _side_init(side: dict):
+    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params."""
+    if not side:
+        return None
+
+    def post_init(params):
+        for key, value in side.items():
+            params = merge_pretrained(params, value, (key,))
+        return params
+
+    return post_init
+
+
+METHOD = methods.register(methods.Method("lst", build, prepare))
