@@ -28,6 +28,7 @@ def trainer_config() -> ml_collections.ConfigDict:
     c.data_dir = ""                  # corpus / task folder ("" = default, no download)
     c.pad_multiple = 32              # batches padded to a multiple of this (fewer compiles)
     c.data_threads = 2               # grain threads encoding / masking rows
+    c.bad_rows = "raise"             # bad task rows: "raise" (error: file, line) | "skip" (count)
     c.init_from = ""                 # pretraining workdir or converted folder to start from
     # Optimizer (gau_jax/train/optim.py).
     c.optimizer = "adamw"            # "lamb" | "adafactor" | "adamw" | "sgd"

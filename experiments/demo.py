@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import jax
 from absl import app, flags, logging
 
 from configs import finetune, pretrain
@@ -101,6 +102,8 @@ def main(argv: list[str]) -> None:
     t0 = time.time()
     rows = run_demo(_WORKDIR.value, _PRETRAIN_STEPS.value, _FINETUNE_STEPS.value,
                     _PROGRESS.value)
+    if jax.process_index() != 0:  # one report per job
+        return
     print("\n" + format_table(rows))
     print(f"total wall time {time.time() - t0:.0f}s; dev accuracy is MLM accuracy for pretraining "
           "and sentiment accuracy (the majority class is 53% of dev) for fine-tuning")

@@ -36,7 +36,13 @@ import ml_collections
 import numpy as np
 
 from gau_jax.convert import bert4keras, hf, workdir
-from gau_jax.convert.common import ConvertError, check_params, check_vocab, import_params
+from gau_jax.convert.common import (
+    ConvertError,
+    check_params,
+    check_vocab,
+    import_params,
+    read_json,
+)
 from gau_jax.data.tokenizer import ChineseTokenizer
 from gau_jax.models import Encoder, build_encoder, presets, stack_layers, unstack_layers
 from gau_jax.models.tree import path_names
@@ -57,10 +63,7 @@ class Pretrained:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConvertError(f"{path}: invalid JSON ({e})") from e
+    return read_json(path)  # ConvertError naming file and line / byte offset
 
 
 def detect_format(path: str | os.PathLike) -> str:

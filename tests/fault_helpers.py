@@ -293,11 +293,11 @@ def _one_kill(runner: Runner, args: list[str], workdir: Path, i: int, sig: signa
     if first and aim:
         prefix = "" if aim == "any" else aim + "/"
         wait_for(lambda: {n for n in watch.new() if n.startswith(prefix)}, p, 60, poll=0.005)
-        time.sleep(rng.uniform(0.0, 0.5 * delay_s))
+        time.sleep(rng.uniform(0.0, 0.4 * delay_s))  # well inside the write
     elif first:
         target = first[0] + int(rng.integers(0, max_wait_steps + 1))
         wait_for(lambda: any(s >= target for s in train_steps(workdir, offset)), p, 60)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.05))  # somewhere in the next step (or its save)
     if not first or p.poll() is not None:  # finished (or failed) before the signal
         return _row(i, sig, aim, False, runner.wait(p), None, False, t0, p, workdir)
     in_flight = watch.new()

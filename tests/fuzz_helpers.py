@@ -22,11 +22,26 @@ def fuzz(max_examples: int):
 
 
 EDGE = st.one_of(  # each kind equally likely: integers, strings, other values
-    st.sampled_from([-2, -1, 0, 1, 6, 7, 2**31, 2**63, -2**63 - 1, 10**30]),
-    st.sampled_from(["", " ", "-", "0", " 1 ", "１", "²", "--1", "true", "\ud800", "a\u2028b",
-                     "\r\n", "#idiom#", "9" * 30]),
-    st.sampled_from([1.0, 1.5, True, False, None, [], {}, [[0, 0]], [[-1, 2]], float("nan"),
-                     float("inf")]))
+    st.sampled_from([-2, 0, 7, 2**31, 2**63, 10**30]),
+    st.sampled_from(["", " 1 ", "²", "--1", "\ud800", "a\u2028b", "#idiom#", "9" * 30]),
+    st.sampled_from([1.0, True, None, [], {}, [[-1, 2]], float("nan")]))
+# Edge values of the original's own type (and its near misses), for "typed" edits.
+TYPED = {int: st.sampled_from([-2, -1, 0, 7, 2**31, 2**63, -2**63 - 1, 10**30, True, 1.0, "1"]),
+         str: st.sampled_from(["", " ", "\ud800", "²", "--1", "a\u2028b", "9" * 30, 1, None]),
+         list: st.sampled_from([[], [None], [[0, 0]], [[-2, -1]], [10**30], ["x"] * 8]),
+         dict: st.sampled_from([{}, [], {"": None}]),
+         float: st.sampled_from([float("nan"), float("inf"), -1.0, 1e300, "0.1", None, True]),
+         bool: st.sampled_from(["false", "true", 0, 1, None])}
+_DELETE = object()
+
+
+def one_field_changed(d: dict) -> st.SearchStrategy:
+    """`d` (a flat config) with exactly one key deleted or set to an edge value of its type."""
+    def change(key: str) -> st.SearchStrategy:
+        values = st.one_of(st.just(_DELETE), TYPED.get(type(d[key]), EDGE), EDGE)
+        return values.map(lambda v: {k: x for k, x in {**d, key: v}.items() if x is not _DELETE})
+
+    return st.sampled_from(sorted(d)).flatmap(change)
 SCALAR = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats()
           | st.text(max_size=12) | EDGE)
 JSON = st.recursive(SCALAR, lambda c: st.lists(c, max_size=4)
@@ -47,18 +62,20 @@ def _slots(value: Any, out: list) -> list:
 def mutated(draw, value: Any, max_edits: int = 2) -> Any:
     """`value` with up to max_edits random deletions, replacements and duplications."""
     value = copy.deepcopy(value)
-    for _ in range(draw(st.integers(0, max_edits))):
+    for _ in range(draw(st.sampled_from([1, 1, 1, 0] + list(range(2, max_edits + 1))))):
         slots = _slots(value, [])
         if not slots:
             break
         parent, key = draw(st.sampled_from(slots))
-        op = draw(st.sampled_from(["delete", "json", "edge", "edge", "edge", "dup"]))
+        op = draw(st.sampled_from(["delete", "json", "edge", "typed", "typed", "dup"]))
         if op == "delete":
             del parent[key]
         elif op == "dup" and isinstance(parent, list):
             parent.insert(key, copy.deepcopy(parent[key]))
         elif op == "dup":  # a sibling key of the same value
             parent[draw(st.text(max_size=6))] = copy.deepcopy(parent[key])
+        elif op == "typed" and type(parent[key]) in TYPED:
+            parent[key] = draw(TYPED[type(parent[key])])
         else:
             parent[key] = draw(JSON if op == "json" else EDGE)
     return value

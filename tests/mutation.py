@@ -1,17 +1,19 @@
 """Mutation testing by hand: plant one-line bugs in a scratch copy, see which tests catch them.
 
-    .venv/bin/python tests/mutation.py                     # all mutations on SUITE
+    .venv/bin/python tests/mutation.py                     # each on its module's tests (GROUPS)
     .venv/bin/python tests/mutation.py --target            # each on the test meant to catch it
+    .venv/bin/python tests/mutation.py --suite             # each on all of SUITE
     .venv/bin/python tests/mutation.py --only lora_scale,hf_swap_query_key --list
 
 A mutation is (name, file, original text, mutated text[, target tests]); the original must occur
-exactly once. The repository is copied (without venvs, .git and caches) to --copy; for each
-mutation the copy's file gets the mutated text, `python -m pytest -x` runs there with cwd and
-PYTHONPATH = the copy (so the editable install of the working tree is shadowed; the script
-checks gau_jax.__file__ first), and the original file is written back and compared byte for
-byte. The working tree is never edited. Exit 1 of pytest = killed, 0 = survived, anything else
-= error. Results: a markdown table on stdout and --out (JSON). A habit, not a CI step: run it
-after changing tests, and write the score and survivors into tests/README.md.
+exactly once (else the mutation is reported "stale"). The repository is copied (without venvs,
+.git and caches) to --copy; for each mutation the copy's file gets the mutated text,
+`python -m pytest -x` runs the selection there with cwd and PYTHONPATH = the copy (so the
+editable install of the working tree is shadowed; the script checks gau_jax.__file__ and that
+the unmutated selection passes first), and the original file is written back and compared byte
+for byte. The working tree is never edited. Exit 1 of pytest = killed, 0 = survived, anything
+else = error. Results: a markdown row per mutation on stdout and --out (JSON). A habit, not a
+CI step: run it after changing tests and write the score and survivors into tests/README.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,28 @@ SUITE = ["tests/test_wiring.py", "tests/test_dropout_streams.py", "tests/test_hf
          "tests/test_lst_init.py", "tests/test_convert.py"]
 W, D, H = "tests/test_wiring.py", "tests/test_dropout_streams.py", "tests/test_hf_mapping.py"
 PD = "tests/test_pretrain_defaults.py"
+# The tests that exercise each module (the default selection; --suite runs SUITE instead).
+T = {k: f"tests/test_{k}.py" for k in ("layers", "encoder", "peft", "lst", "optim", "train_step",
+                                         "masking", "lst_cache", "lst_init", "convert",
+                                         "pipeline")}
+GROUPS = {
+    "gau_jax/layers/": [W, D, T["layers"], T["encoder"], T["peft"]],
+    "gau_jax/models/encoder.py": [W, D, H, T["encoder"], T["peft"], T["lst"]],
+    "gau_jax/models/heads.py": [W, D, T["encoder"], T["peft"]],
+    "gau_jax/models/peft.py": [W, T["peft"]],
+    "gau_jax/models/lst.py": [W, T["lst"], T["lst_cache"], T["lst_init"]],
+    "gau_jax/train/step.py": [W, D, T["train_step"], T["optim"], T["lst"]],
+    "gau_jax/train/state.py": [W, D, T["train_step"]],
+    "gau_jax/train/optim.py": [W, T["optim"], T["train_step"], T["lst"]],
+    "gau_jax/train/feature_cache.py": [W, T["lst_cache"]],
+    "gau_jax/data/masking.py": [PD, T["masking"], T["pipeline"]],
+    "configs/pretrain.py": [PD, T["masking"], T["pipeline"]],
+    "gau_jax/convert/": [H, T["convert"]],
+}
+
+
+def tests_for(rel: str) -> list[str]:
+    return next(v for k, v in GROUPS.items() if rel.startswith(k))
 
 # (name, file, original, mutated, target tests); the first block are the kinds of bug that a
 # hand audit found no test for.
@@ -216,7 +240,8 @@ def main() -> None:
     ap.add_argument("--copy", default="/tmp/gau_jax_mutation", help="scratch copy of the repo")
     ap.add_argument("--only", default="", help="comma-separated mutation names")
     ap.add_argument("--target", action="store_true",
-                    help="run each mutation's own target tests (SUITE when it has none)")
+                    help="run each mutation's own target tests (its module's when it has none)")
+    ap.add_argument("--suite", action="store_true", help="run SUITE for every mutation")
     ap.add_argument("--tests", default="", help="comma-separated test selection (default SUITE)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     ap.add_argument("--timeout", type=int, default=900)
@@ -231,14 +256,18 @@ def main() -> None:
     dest = Path(a.copy)
     copy_tree(dest)
     check_shadowing(dest)
-    rc, lines = run_tests(dest, SUITE, a.timeout)
+    selections = {}
+    for m in chosen:
+        selections[m[0]] = (a.tests.split(",") if a.tests else SUITE if a.suite else
+                            m[4] if a.target and len(m) > 4 else tests_for(m[1]))
+    needed = sorted({t.split("::")[0] for ts in selections.values() for t in ts})
+    rc, lines = run_tests(dest, needed, a.timeout)
     if rc != 0:  # the unmutated suite must pass, or nothing is measured
         raise SystemExit(f"the unmutated tests fail in {dest} (exit {rc}): {lines[-3:]}")
     print(f"baseline: {lines[-1]}", flush=True)
     results = []
     for m in chosen:
-        tests = a.tests.split(",") if a.tests else (m[4] if a.target and len(m) > 4 else SUITE)
-        r = run_one(dest, m, tests, a.timeout)
+        r = run_one(dest, m, selections[m[0]], a.timeout)
         results.append(r)
         print(f"| {r['name']} | {r['file']} | {r['status']} | {' '.join(r['failed'])} | "
               f"{r['seconds']:.0f}s |", flush=True)

@@ -164,6 +164,7 @@ def test_task_folder_itself_and_reprepare_on_change(tmp_path):
 
 @pytest.mark.shared_data
 @pytest.mark.parametrize("task", sorted(REAL_COUNTS))
+@pytest.mark.slow
 def test_real_snapshot_counts(shared_data, tmp_path, task):
     builder = clue.prepare(task, shared_data / "clue", tmp_path)
     expected = REAL_COUNTS[task]

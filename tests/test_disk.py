@@ -87,6 +87,7 @@ def _patched_rename(monkeypatch):
 
 @pytest.mark.parametrize("fault", ["patched_enospc_sync", "patched_enospc_async",
                                    "readonly_tmpfs", "full_tmpfs"])
+@pytest.mark.slow
 def test_failed_checkpoint_write(tmp_path, monkeypatch, tmpfs, fault):
     workdir = tmp_path / "run"
     point = tmpfs("4m") if "tmpfs" in fault else None
@@ -143,6 +144,7 @@ def _build(path, monkeypatch, free: int):
     return meta, size
 
 
+@pytest.mark.slow
 def test_feature_cache_refuses_a_disk_too_small(tmp_path, monkeypatch):
     path = tmp_path / "cache"
     with pytest.raises(ValueError) as err:

@@ -33,6 +33,7 @@ def losses(dropout: float = 0.3, **overrides) -> list[float]:
     return [r["loss"] for r in rows if r["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_dropout_is_on_and_deterministic():
     on = losses()
     assert on == losses()  # the same keys on every run
@@ -40,6 +41,7 @@ def test_dropout_is_on_and_deterministic():
     assert on[0] != off[0]  # the masks really reach the first step
 
 
+@pytest.mark.slow
 def test_jit_pmap_and_grad_accumulation_agree():
     if jax.device_count() < 2:
         pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count)")

@@ -215,9 +215,6 @@ def test_one_process_checkpoint_restores_in_two(pretrain):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="gau_jax/train/checkpoint.py restores the per-process data rows "
-                   "without a target under another process count (Orbax: topology mismatch), "
-                   "then sets the step aside as damaged", strict=False)
 def test_two_process_checkpoint_restores_in_one(pretrain):
     """W2 (2 processes, mesh 2 x 2) restored by 1 process on 1 device: identical params."""
     _same_params(pretrain, "two", "two_on_one", 1, 1)

@@ -86,12 +86,12 @@ def test_clear_errors_before_compilation(tmp_path):
 # ----------------------------------------------------------------------------- rules
 BASE_SPLIT = {  # fsdp = 8, tensor = 1: what the rules split in the two base presets
     "gau_alpha_base": {
-        "embeddings/token_embedding/embedding": P("fsdp"),          # [12000, 768]
+        "embeddings/token_embedding/embedding": P(None, "fsdp"),    # [12000, 768]
         "layers/gau/uvz/kernel": P(None, "fsdp"),                   # [24, 768, 3200]
         "layers/gau/output/kernel": P(None, None, "fsdp"),          # [24, 1536, 768]
     },
     "roformer_v2_base": {
-        "embeddings/token_embedding/embedding": P("fsdp"),
+        "embeddings/token_embedding/embedding": P(None, "fsdp"),
         **{f"layers/attention/{k}/kernel": P(None, "fsdp") for k in ("query", "key", "value")},
         "layers/attention/output/kernel": P(None, None, "fsdp"),
         "layers/ffn/intermediate/kernel": P(None, "fsdp"),
@@ -107,7 +107,7 @@ def test_rule_table_of_the_base_encoders(preset):
     table = partition.rule_table(params, _mesh(fsdp=8))
     assert _split(table) == BASE_SPLIT[preset]  # norms / scales / segment table replicated
     tensor = {p: s for p, _, s in partition.rule_table(params, _mesh(data=2, fsdp=2, tensor=2))}
-    assert tensor["embeddings/token_embedding/embedding"] == P("fsdp", "tensor")
+    assert tensor["embeddings/token_embedding/embedding"] == P("tensor", "fsdp")
     out = "layers/gau/output/kernel" if preset.startswith("gau") else "layers/ffn/output/kernel"
     assert tensor[out] == P(None, "tensor", "fsdp")
 
@@ -276,7 +276,23 @@ def test_checkpoint_restores_on_another_mesh(runs):
             got = jax.device_get(t.state.params)
             jax.tree_util.tree_map(np.testing.assert_array_equal, got, want)
             emb = t.state.params["embeddings"]["token_embedding"]["embedding"]
-            assert emb.sharding.spec == (P("fsdp", "tensor") if name == "tensor" else P())
+            assert emb.sharding.spec == (P("tensor", "fsdp") if name == "tensor" else P())
             assert emb.sharding.mesh.shape == t.par.mesh.shape
         finally:
             t.close()
+
+
+@needs8
+@pytest.mark.slow
+def test_bench_fsdp_smoke(tmp_path):
+    """experiments/bench_fsdp.py (smoke: a tiny GAU at fsdp 1 and 8): per-device state bytes
+    from the shardings shrink about 8x, XLA's argument bytes with them; fsdp.md is written."""
+    from configs import bench_fsdp as bench_config
+    from experiments import bench_fsdp
+
+    records = bench_fsdp.run(bench_config.get_config("smoke"), tmp_path)
+    one, eight = (next(r for r in records if r["fsdp"] == f) for f in (1, 8))
+    assert one["state_bytes"] == one["state_bytes_replicated"]
+    assert eight["state_bytes"] < one["state_bytes"] / 6  # scalars and scales stay whole
+    assert eight["argument_bytes"] < one["argument_bytes"] / 4
+    assert "| gau_alpha_tiny | 1 x 8 |" in (tmp_path / "fsdp.md").read_text()

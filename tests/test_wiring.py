@@ -112,6 +112,7 @@ def sigmoid(x):
 
 
 @pytest.mark.parametrize("head,temperature", [("gated", 0.1), ("gated", 0.4), ("up", 0.4)])
+@pytest.mark.slow
 def test_lst_gates_and_heads_by_hand(head, temperature):
     lst = LSTConfig(reduction=4, side_layers=2, fusion="gated", head=head, dropout=0.0,
                     gate_temperature=temperature)

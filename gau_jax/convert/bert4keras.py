@@ -88,14 +88,15 @@ def read_tensors(source: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[s
     return read_tf_checkpoint(source)
 
 
-def _num_layers(tensors: Mapping[str, np.ndarray], block: str) -> int:
+def _num_layers(tensors: Mapping[str, np.ndarray], block: str, source: str) -> int:
     pat = re.compile(re.escape(LAYER_PREFIX[block]).replace(r"\{\}", r"([0-9]{1,9})"))
     found = {int(m.group(1)) for k in tensors if (m := pat.match(k))}
     if not found:
-        raise ConvertError(f"no {LAYER_PREFIX[block].format('<i>')}* variables in the checkpoint")
+        raise ConvertError(f"{source}: no {LAYER_PREFIX[block].format('<i>')}* variables in "
+                           "the checkpoint")
     if max(found) >= MAX_LAYERS:
-        raise ConvertError(f"variable names imply {max(found) + 1} layers (> {MAX_LAYERS}): "
-                           "a corrupted checkpoint?")
+        raise ConvertError(f"{source}: variable names imply {max(found) + 1} layers (> "
+                           f"{MAX_LAYERS}): a corrupted checkpoint?")
     return max(found) + 1
 
 
@@ -124,7 +125,7 @@ def config_from_bert4keras(bert_cfg: dict, tensors: Mapping[str, np.ndarray],
     vocab, d = tensors[TOKEN].shape
     cfg = get_model_config("roformer_v2_base" if block == "roformer_v2" else "gau_alpha_base")
     inferred = {"vocab_size": vocab, "hidden_size": d,
-                "num_hidden_layers": _num_layers(tensors, block)}
+                "num_hidden_layers": _num_layers(tensors, block, source)}
     if SEGMENT in tensors:
         inferred["type_vocab_size"] = tensors[SEGMENT].shape[0]
     first = LAYER_PREFIX[block].format(0)

@@ -58,7 +58,7 @@ def _proto_fields(buf: bytes) -> list[tuple[int, int | bytes]]:
         elif wire == 5:
             value, pos = struct.unpack_from("<I", buf, pos)[0], pos + 4
         else:
-            raise ConvertError(f"unsupported protobuf wire type {wire}")
+            raise ValueError(f"unsupported protobuf wire type {wire}")  # caller names where
         out.append((field, value))
     return out
 

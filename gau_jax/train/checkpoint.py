@@ -203,9 +203,10 @@ class Checkpointer:
             raise _ModelMismatch(f"checkpoint {where} does not fit this config's train state (a "
                                  "different optimizer or method?). Use a fresh --workdir.")
         data_abstract, data_note = self._data_target(step)
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=ocp.args.StandardRestore(data_abstract), meta=ocp.args.JsonRestore()))
+        items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
+        if not data_note:  # under another process count the positions are not restored
+            items["data"] = ocp.args.StandardRestore(data_abstract)
+        out = self.manager.restore(step, args=ocp.args.Composite(**items))
         data = None
         if data_note:
             logging.warning("checkpoint %s: %s", where, data_note)

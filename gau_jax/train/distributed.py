@@ -8,6 +8,10 @@
                                      JAX_COORDINATOR_ADDRESS in the environment)
         none given, no cluster       nothing: one process driving its local devices
 
+On a Cloud TPU VM pod slice (GCE) the worker list comes from the metadata server, not the
+environment: pass coordinator_address="auto" there (GKE / multislice set TPU_WORKER_HOSTNAMES
+or MEGASCALE_* and are detected).
+
 It must run before any JAX computation (jax.devices(), an array, a jit call initialise the
 backends, after which JAX refuses to join a cluster): a RuntimeError says so. Afterwards
 jax.devices() lists every process's devices, each process feeds its own rows

@@ -95,6 +95,7 @@ class CachedSplit:
     seed: int = 0
     epoch: int = 0
     index: int = 0
+    shard: tuple[int, int] = (0, 1)  # (process p, of P): yields rows p, p+P, … of each batch
 
     @classmethod
     def open(cls, path: Path, split: str, meta: dict, **kw) -> CachedSplit:
@@ -132,12 +133,16 @@ class CachedSplit:
         order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self))
         rows = order[self.index * self.batch_size:(self.index + 1) * self.batch_size]
         self.index += 1
-        return self.batch(rows, self.batch_size)
+        return self._local(rows)
 
     def one_pass(self):
         for start in range(0, len(self), self.batch_size):
-            yield self.batch(np.arange(start, min(start + self.batch_size, len(self))),
-                             self.batch_size)
+            yield self._local(np.arange(start, min(start + self.batch_size, len(self))))
+
+    def _local(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """This process's rows of a global batch (filler rows, weight 0, fill it up)."""
+        p, count = self.shard
+        return self.batch(rows[p::count], self.batch_size // count)
 
     def get_state(self) -> dict:
         return {"epoch": self.epoch, "index": self.index}

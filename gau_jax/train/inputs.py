@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,14 +82,23 @@ def write_model_files(workdir: Path, inputs: Inputs, config: ml_collections.Conf
     DIR/train_config.json (the resolved run config)."""
     if jax.process_index() != 0:
         return
-    (workdir / "train_config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    _write_atomic(workdir / "train_config.json", config.to_json_best_effort(indent=2) + "\n")
     if inputs.model_config is not None:
-        (workdir / "config.json").write_text(inputs.model_config.to_json(indent=2) + "\n")
+        _write_atomic(workdir / "config.json", inputs.model_config.to_json(indent=2) + "\n")
     if inputs.tokenizer is not None:
-        inputs.tokenizer.save_vocab(workdir / "vocab.txt")
+        tmp = workdir / ".vocab.txt.tmp"
+        inputs.tokenizer.save_vocab(tmp)
+        os.replace(tmp, workdir / "vocab.txt")
     if inputs.label_names:
-        (workdir / "labels.json").write_text(json.dumps(list(inputs.label_names),
-                                                        ensure_ascii=False) + "\n")
+        _write_atomic(workdir / "labels.json",
+                      json.dumps(list(inputs.label_names), ensure_ascii=False) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """path's new content appears whole or not at all (a crash leaves the old file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _tokenizer(config, workdir: Path, texts: Callable[[], Iterator[str]],
@@ -144,7 +154,8 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
     check_task(config.task)
     method = methods.get(config.method)
     trunk, vocab = _load_trunk(config) if config.init_from else (None, None)
-    spec, splits = sources.load_task(config.task, config.data_dir or None)
+    spec, splits = sources.load_task(config.task, config.data_dir or None,
+                                     bad_rows=config.bad_rows)
     for split in ("train", "dev"):
         if split not in splits:
             raise ValueError(f"task {config.task!r} (data_dir={config.data_dir!r}) has no "

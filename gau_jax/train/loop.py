@@ -89,8 +89,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.parallel not in partition.PARALLEL:
         raise ValueError(f"config.parallel={config.parallel!r} must be one of "
                          f"{tuple(partition.PARALLEL)}")
-    if config.parallel == "pmap" and config.fsdp != 1:
-        raise ValueError("config.fsdp > 1 needs config.parallel='jit'")
     for field in ("total_steps", "batch_size", "grad_accum_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_consecutive_skips"):
         if int(config[field]) <= 0:
@@ -98,7 +96,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.kind == "finetune":
         check_task(config.task)
         methods.check(config.method)
-    partition.check_batch_size(config.batch_size, config.grad_accum_steps)
+    partition.check_config(config)
 
 
 def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from gau_jax.data import pipeline
 from gau_jax.models import Classifier, build_encoder
@@ -79,8 +80,9 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     dummy = np.ones((1, config.max_length), np.int32)
     full = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
     trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
-    common = dict(batch_size=config.batch_size, max_len=config.max_length,
-                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
+    common = dict(batch_size=config.batch_size, max_len=config.max_length,  # every process
+                  pad_multiple=config.pad_multiple, num_threads=config.data_threads,  # sees all
+                  shard_index=0, shard_count=1)  # rows: the same pruned init, one cache
     ordered = {s: list(pipeline.classification_dataset(splits[s], inputs.tokenizer, spec,
                                                        train=False, **common))
                for s in ("train", "dev")}
@@ -96,10 +98,16 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     fp = feature_cache.fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab,
                                    idx, c.cache_dtype)
     path = Path(c.cache_dir or workdir / "feature_cache")
+    if jax.process_index() == 0:  # one writer; the others wait for it, then read
+        feature_cache.build_cache(path, trunk, idx, trunk_params, ordered, c.cache_dtype,
+                                  c.cache_budget_gb, fp)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"feature_cache {path}")
     meta = feature_cache.build_cache(path, trunk, idx, trunk_params, ordered, c.cache_dtype,
-                                     c.cache_budget_gb, fp)
+                                     c.cache_budget_gb, fp)  # built: checks and reads meta.json
     model = build_model(config.model, inputs.model.num_classes, c, use_trunk=False)
-    kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple)
+    kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple,
+              shard=(jax.process_index(), jax.process_count()))
     train = feature_cache.CachedSplit.open(path, "train", meta, seed=config.seed, **kw)
     dev = feature_cache.CachedSplit.open(path, "dev", meta, **kw)
     side_full = {k: v for k, v in full.items() if k != "encoder"}  # = the uncached side's init

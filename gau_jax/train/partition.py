@@ -7,7 +7,7 @@ P(('data', 'fsdp')), and replicated over 'tensor'. Parameters get the PartitionS
 rule of RULES whose regex matches their path ("encoder/layers/gau/uvz/kernel"):
 
     biases, norm / offset scales, LST gates, LoRA factors, segment table   replicated
-    token embedding [V, d]                                                 (fsdp, tensor)
+    token embedding [V, d]                                                 (tensor, fsdp)
     query / key / value / uvz / intermediate kernels [d, out]              (fsdp, tensor)
     output kernels [in, d]                                                 (tensor, fsdp)
     any other Dense kernel (classifier, LST down_k / up, adapters)         (fsdp, -)
@@ -23,17 +23,14 @@ Activations: the encoder constrains its block boundaries with the logical axes (
 "length", "embed"); `ACTIVATION_RULES` maps them (batch → the data-parallel axes) while the jit
 strategy traces its steps. Under pmap and outside the steps there are no rules: a no-op.
 
-Global batches are assembled from each process's local rows with
-jax.make_array_from_process_local_data (multi-process runs feed only local data; processes
-whose batches were padded to different lengths are padded to the longest first).
-
-pmap mode: state replicated on every local device (leading device axis), batch reshaped to
-[devices, rows / devices, ...].
+Global batches are built from each process's local rows (jax.make_array_from_process_local_data;
+processes whose batches were padded to different lengths are padded to the longest first).
+pmap mode: state replicated on every local device, batch reshaped to [devices, rows / devices].
 
 The trainer sees one strategy object (`strategy(config)`): `JitMesh` or `Pmap`, with the same
-methods (restore_target, init, place, compile, device_batch, host, first, context), so the loop
-has no mode branches. A checkpoint stores global arrays, so a restore onto another mesh shape
-or device count is a restore to this strategy's target shardings.
+methods (restore_target, init, place, compile, device_batch, host, first, context). Checkpoints
+hold global arrays: a restore onto another mesh or device count lands in `restore_target`'s
+shardings.
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ RULES: tuple[tuple[str, P | str], ...] = (
     (r"(^|/)(gate_\d+|head_gate)$", P()),           # LST gates (scalars)
     (r"(^|/)[AB]$", P()),                           # LoRA factors (rank r << d)
     (r"segment_embedding/embedding$", P()),         # [type_vocab, d]: two rows
-    (r"token_embedding/embedding$", P("fsdp", "tensor")),                 # [V, d]
+    (r"token_embedding/embedding$", P("tensor", "fsdp")),                 # [V, d]
     (r"(query|key|value|uvz|intermediate)/kernel$", P("fsdp", "tensor")),  # [d, out]
     (r"output/kernel$", P("tensor", "fsdp")),       # [in, d]
     (r"kernel$", P("fsdp", None)),                  # classifier, LST down_k / up, adapters
@@ -193,6 +190,10 @@ def param_spec(path: str, shape: tuple[int, ...], mesh: jax.sharding.Mesh,
     return P()
 
 
+def _is_spec(x: Any) -> bool:
+    return isinstance(x, P)
+
+
 def _paths(tree: Any) -> list[tuple[str, Any]]:
     return [("/".join(path_names(p)), x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
@@ -221,10 +222,6 @@ def follow_params(tree: Any, params: Any, specs: Any) -> Any:
         return P()
 
     return jax.tree_util.tree_map_with_path(spec, tree)
-
-
-def _is_spec(x: Any) -> bool:
-    return isinstance(x, P)
 
 
 def state_specs(abstract_state: Any, mesh: jax.sharding.Mesh, min_size: int = MIN_SPLIT_SIZE,
