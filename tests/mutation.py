@@ -203,11 +203,15 @@ def check_shadowing(dest: Path) -> None:
         raise SystemExit(f"gau_jax imports from {out.stdout.strip()}, not the copy {dest}")
 
 
+SLOW = False  # --slow: tests marked slow run too
+
+
 def run_tests(dest: Path, tests: list[str], timeout: int) -> tuple[int, list[str]]:
     """(pytest exit code, stdout lines) of `tests` in the copy; -1 on timeout."""
+    marks = [] if SLOW else ["-m", "not slow"]
     try:
         out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                              "-m", "not slow", *tests], cwd=dest, env=env_for(dest),
+                              *marks, *tests], cwd=dest, env=env_for(dest),
                              capture_output=True, text=True, timeout=timeout)
         return out.returncode, out.stdout.strip().splitlines()
     except subprocess.TimeoutExpired:
@@ -242,11 +246,14 @@ def main() -> None:
     ap.add_argument("--target", action="store_true",
                     help="run each mutation's own target tests (its module's when it has none)")
     ap.add_argument("--suite", action="store_true", help="run SUITE for every mutation")
+    ap.add_argument("--slow", action="store_true", help="include the tests marked slow")
     ap.add_argument("--tests", default="", help="comma-separated test selection (default SUITE)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--list", action="store_true")
     a = ap.parse_args()
+    global SLOW
+    SLOW = a.slow
     chosen = [m for m in MUTATIONS if not a.only or m[0] in a.only.split(",")]
     if a.list:
         for m in chosen:

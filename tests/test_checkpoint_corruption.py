@@ -99,12 +99,8 @@ def test_damaged_newest_checkpoint_is_skipped(tmp_path, template, damage, caplog
         trainer.close()
 
 
-BEST_AFTER_RESUME = pytest.mark.xfail(
-    reason="re-saving DIR/best/<step> after resuming behind it (StepAlreadyExistsError) not "
-    "fixed yet", strict=False)
 
 
-@BEST_AFTER_RESUME
 def test_kill_after_best_dev_save_before_checkpoint(tmp_path):
     """The process died after its last DIR/best save (step 3 or 4) but while checkpoint 4 was
     being written: the resume from step 2 evaluates steps 3 and 4 again and saves best-dev

@@ -156,6 +156,7 @@ def test_feature_cache_refuses_a_disk_too_small(tmp_path, monkeypatch):
     assert not list(path.glob("*.bin")) if path.exists() else True
 
 
+@pytest.mark.slow
 def test_feature_cache_builds_when_the_disk_has_room(tmp_path, monkeypatch):
     meta, size = _build(tmp_path / "cache", monkeypatch, lambda size: 10 * size)
     assert meta["bytes"] == size

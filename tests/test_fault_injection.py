@@ -28,11 +28,6 @@ PREEMPTED = getattr(loop, "EXIT_PREEMPTED", 75)
 DELAY_S = 0.6  # each write of an aimed launch pauses this long inside its temporary directory
 
 
-# A kill after a best-dev save but before the next checkpoint completes makes the restarted run
-# save DIR/best/<step> again: Orbax raises StepAlreadyExistsError (the runs keeping best-dev).
-BEST_AFTER_RESUME = pytest.mark.xfail(
-    reason="re-saving DIR/best/<step> after resuming behind it (StepAlreadyExistsError) not "
-    "fixed yet", strict=False)
 
 
 @pytest.fixture
@@ -101,7 +96,6 @@ def test_pretraining_survives_ten_kills(tmp_path, runner):
 
 
 @pytest.mark.slow
-@BEST_AFTER_RESUME
 def test_full_finetuning_survives_kills_inside_best_dev_save(tmp_path, runner):
     task = fh.write_task(tmp_path / "task")
     extra = ("--config.total_steps=16", "--config.eval_every_steps=3",
@@ -126,7 +120,6 @@ def _half_write_cache(work: Path) -> None:
 
 
 @pytest.mark.slow
-@BEST_AFTER_RESUME
 @pytest.mark.parametrize("cache", [False, True], ids=["live_trunk", "feature_cache"])
 def test_lst_survives_kills(tmp_path, runner, cache):
     task = fh.write_task(tmp_path / "task")

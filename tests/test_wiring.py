@@ -51,22 +51,50 @@ def f64(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
 
 
+def init(model, *args):
+    """model.init under jit: one compile instead of one per eager op."""
+    return jax.jit(lambda *a: model.init(jax.random.PRNGKey(0), *a))(*args)["params"]
+
+
+def apply(model, params, *args, **kw):
+    """model.apply({"params": params}, *args, **kw) under jit."""
+    return jax.jit(lambda p, *a: model.apply({"params": p}, *a, **kw))(params, *args)
+
+
 # ----------------------------------------------------------------------------- classifier head
 @pytest.mark.parametrize("block", ["gau", "roformer_v2"])
 def test_classifier_logits_are_cls_state_times_dense(block):
     b = padded()
     clf = Classifier(build_encoder(tiny(block)), num_classes=3)
-    p = clf.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
-    h = build_encoder(tiny(block)).apply({"params": p["encoder"]}, b["input_ids"],
-                                         b["attention_mask"], b["segment_ids"],
-                                         return_logits=False).last_hidden_state
+    p = init(clf, b["input_ids"])
+    h = apply(build_encoder(tiny(block)), p["encoder"], b["input_ids"], b["attention_mask"],
+              b["segment_ids"], return_logits=False).last_hidden_state
     w = f64(p["classifier"])
     want = np.asarray(h, np.float64)[:, 0] @ w["kernel"] + w["bias"]
-    got = clf.apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"])
+    got = apply(clf, p, b["input_ids"], b["attention_mask"], b["segment_ids"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     # the padded rows' positions differ from [CLS]: pooling any other row would not match
     other = np.asarray(h, np.float64)[np.arange(3), np.asarray(LENGTHS) - 1] @ w["kernel"]
     assert not np.allclose(other + w["bias"], want, atol=1e-3)
+
+
+@pytest.mark.parametrize("block,order", [("gau", 3), ("roformer_v2", 2)])
+def test_init_std_is_su_rule_on_a_tiny_deep_model(block, order):
+    """std = L^(−1/order)/sqrt(fan) (fan: kernels' input, embeddings' width), L = 8 layers."""
+    cfg = tiny(block, num_layers=8, vocab_size=400)
+    assert cfg.init_order == order  # GAU-α: 3, RoFormerV2: 2 (Su)
+    params = init(build_encoder(cfg), np.ones((1, 4), np.int32))
+    checked = 0
+    for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+        name = path[-1].key
+        x = np.asarray(x)
+        if name not in ("kernel", "embedding") or x.size < 2000:  # too few for a std estimate
+            continue
+        checked += 1
+        fan = x.shape[-1] if name == "embedding" else x.shape[-2]
+        want = 8 ** (-1 / order) / np.sqrt(fan)
+        assert abs(x.std() / want - 1) < 0.06, (jax.tree_util.keystr(path), x.std(), want)
+    assert checked >= 3
 
 
 # ----------------------------------------------------------------------------- LoRA
@@ -80,7 +108,7 @@ def test_lora_output_equals_hand_merged_kernels(block):
     config.lora.update(rank=2, alpha=6.0, targets=("query", "value", "uvz"))
     built = methods.get("lora").build(config, tiny(block), 3)
     b = padded()
-    p = built.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    p = init(built.model, b["input_ids"])
     keys = {k[:-2] for k in p if k.endswith("/A")}
     assert keys == LORA_TARGETS[block]
     rng = np.random.default_rng(1)
@@ -94,9 +122,8 @@ def test_lora_output_equals_hand_merged_kernels(block):
         a, bb = np.asarray(p[key + "/A"], np.float64), np.asarray(p[key + "/B"], np.float64)
         node["kernel"] = node["kernel"] + (6.0 / 2) * np.einsum("lir,lro->lio", a, bb)
     plain = Classifier(build_encoder(tiny(block)), 3)
-    want = plain.apply({"params": base}, b["input_ids"], b["attention_mask"], b["segment_ids"])
-    got = built.model.apply({"params": p}, b["input_ids"], b["attention_mask"],
-                            b["segment_ids"])
+    want = apply(plain, base, b["input_ids"], b["attention_mask"], b["segment_ids"])
+    got = apply(built.model, p, b["input_ids"], b["attention_mask"], b["segment_ids"])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -111,32 +138,40 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@pytest.mark.parametrize("head,temperature", [("gated", 0.1), ("gated", 0.4), ("up", 0.4)])
-@pytest.mark.slow
-def test_lst_gates_and_heads_by_hand(head, temperature):
-    lst = LSTConfig(reduction=4, side_layers=2, fusion="gated", head=head, dropout=0.0,
-                    gate_temperature=temperature)
+@pytest.mark.parametrize("fusion,head,temperature", [
+    ("gated", "gated", 0.1), ("gated", "gated", 0.4), ("gated", "up", 0.4),
+    ("additive", "side", 0.1)])
+def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
+    # unrolled, no remat: the same math as the scanned side loop, and nothing big to compile
+    lst = LSTConfig(reduction=4, side_layers=2, fusion=fusion, head=head, dropout=0.0,
+                    gate_temperature=temperature, scan_layers=False, remat="none")
     model = build_model(tiny(), 3, lst)
     b = padded()
-    p = model.init(jax.random.PRNGKey(0), b["input_ids"], b["attention_mask"])["params"]
+    p = init(model, b["input_ids"], b["attention_mask"])
     alpha = {"gate_0": 0.07, "gate_1": -0.13, "head_gate": 0.21}  # α ≠ 0: μ depends on T
+    gates = ({"gate_0", "gate_1"} if fusion == "gated" else set()) | (
+        {"head_gate"} if head == "gated" else set())
+    assert {k for k in p if "gate" in k} == gates
     p = {k: (jnp.float32(alpha[k]) if k in alpha else v) for k, v in p.items()}
-    got = model.apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"])
+    got = apply(model, p, b["input_ids"], b["attention_mask"], b["segment_ids"])
 
-    hs = build_encoder(tiny()).apply({"params": p["encoder"]}, b["input_ids"],
-                                     b["attention_mask"], b["segment_ids"],
-                                     output_hidden_states=True, return_logits=False)
+    hs = apply(build_encoder(tiny()), p["encoder"], b["input_ids"], b["attention_mask"],
+               b["segment_ids"], output_hidden_states=True, return_logits=False)
     hs = np.asarray(hs.hidden_states, np.float64)  # h_0 … h_2 of the 2-layer trunk
     mu = {k: sigmoid(a / temperature) for k, a in alpha.items()}
     w = f64(p)
     block = Block(side_config(model.trunk, lst))
     s = hs[0] @ w["down_0"]["kernel"]
+    run = lambda i, x: np.asarray(apply(block, p[f"side_{i}"], jnp.asarray(x, jnp.float32),
+                                        b["attention_mask"], None, jnp.float32(1.0))[0],
+                                  np.float64)
     for i in range(2):  # default ladders: side layer i reads h_{i+1}
         ladder = hs[i + 1] @ w[f"down_{i + 1}"]["kernel"]
-        x = mu[f"gate_{i}"] * s + (1 - mu[f"gate_{i}"]) * ladder
-        s = np.asarray(block.apply({"params": p[f"side_{i}"]}, jnp.asarray(x, jnp.float32),
-                                   b["attention_mask"], None, jnp.float32(1.0))[0], np.float64)
-    cls = s[:, 0] @ w["up"]["kernel"]
+        if fusion == "gated":  # s ← Side_i(μ·s + (1−μ)·Down(h))
+            s = run(i, mu[f"gate_{i}"] * s + (1 - mu[f"gate_{i}"]) * ladder)
+        else:  # Su's additive ladder: s ← Side_i(s) + Down(h)
+            s = run(i, s) + ladder
+    cls = s[:, 0] if head == "side" else s[:, 0] @ w["up"]["kernel"]
     if head == "gated":  # μ·h_L[CLS] + (1−μ)·Up(s[CLS])
         cls = mu["head_gate"] * hs[2][:, 0] + (1 - mu["head_gate"]) * cls
     want = cls @ w["classifier"]["kernel"] + w["classifier"]["bias"]

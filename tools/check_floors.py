@@ -10,9 +10,10 @@ tests run in it. The repository's own .venv is never touched.
     python3 tools/check_floors.py --reuse             # keep the venv, re-install over it (faster)
     python3 tools/check_floors.py --pin jax==0.7.2    # try another floor for one package
     python3 tools/check_floors.py --record tools/floors.txt   # write what was installed + results
-    python3 tools/check_floors.py -- -k checkpoint    # extra pytest arguments after `--`
+    python3 tools/check_floors.py --tests tests/test_pipeline.py -- -k resume   # a subset
 
-The tests run as `python -m pytest -q -m "not slow and not parity" -x tests` with
+The tests run as `python -m pytest -q -m "not slow and not parity" -x tests` (extra pytest
+arguments go after `--`) with
 XLA_FLAGS=--xla_force_host_platform_device_count=8 and GAU_JAX_SHARED_DATA (default
 ../shared/data beside the repository). The exit status is pytest's (or 2 when pip fails).
 """
@@ -32,7 +33,7 @@ import time
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAST_TESTS = ["-q", "-m", "not slow and not parity", "-x", "tests"]
+FAST_TESTS = ["-q", "-m", "not slow and not parity", "-x"]
 # name[extras] >= version  (the first `>=` clause of a PEP 508 requirement)
 FLOOR = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
@@ -87,6 +88,7 @@ def main() -> int:
     ap.add_argument("--venv", default="/tmp/floors-venv", help="scratch venv")
     ap.add_argument("--reuse", action="store_true", help="install over an existing venv")
     ap.add_argument("--pin", action="append", default=[], help="PKG==VER overriding a floor")
+    ap.add_argument("--tests", nargs="+", default=["tests"], help="test files (default: tests)")
     ap.add_argument("--record", help="write constraints, installed versions and results here")
     ap.add_argument("pytest_args", nargs="*", help="after `--`: extra pytest arguments")
     args = ap.parse_args()
@@ -115,7 +117,7 @@ def main() -> int:
     shared = os.environ.get("GAU_JAX_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
            "GAU_JAX_SHARED_DATA": shared}
-    cmd = [py, "-m", "pytest", *FAST_TESTS, *args.pytest_args]
+    cmd = [py, "-m", "pytest", *FAST_TESTS, *args.pytest_args, *args.tests]
     rc, lines = run(cmd, cwd=src, env=env)
     t_total = time.time() - t0
     summary = next((x for x in reversed(lines) if x), "(no output)")
@@ -127,7 +129,7 @@ def main() -> int:
             f"{datetime.date.today()} (Python {sys.version.split()[0]}).\n"
             f"# Constraints (the floors of pyproject.toml):\n"
             + "".join(f"#   {k}=={v}\n" for k, v in pins.items())
-            + f"# Tests: pytest {shlex.join(FAST_TESTS + args.pytest_args)}\n"
+            + f"# Tests: pytest {shlex.join(FAST_TESTS + args.pytest_args + args.tests)}\n"
             f"# Result: {summary}  (rc={rc}; install {t_install:.0f} s, "
             f"total {t_total:.0f} s)\n# Installed (pip freeze):\n" + freeze)
     return rc

@@ -243,7 +243,11 @@ class Checkpointer:
 
     # ----------------------------------------------------------------------------- best
     def save_best(self, step: int, params: PyTree, meta: dict) -> None:
-        """Replaces DIR/best with these params (synchronous; the old one goes after)."""
+        """Replaces DIR/best with these params (synchronous; the old one goes after). A best
+        step at or after `step` is one a killed run wrote past its last checkpoint: the resumed
+        run replaces it."""
+        for stale in [x for x in self.best.all_steps() if x >= step]:
+            self.best.delete(stale)
         try:
             self.best.save(step, args=ocp.args.Composite(
                 params=ocp.args.StandardSave({"params": params}),

@@ -180,7 +180,7 @@ def build_cache(path: Path, trunk_cfg, indices, params, splits: dict[str, list[d
                  for b in bs)
     size = estimate_bytes(tokens, len(indices), trunk_cfg.hidden_size, dtype)
     msg = (f"feature cache {path}: {tokens} real tokens x {len(indices)} layers x "
-           f"{trunk_cfg.hidden_size} x {dtype} = {size / 1e9:.3f} GB "
+           f"{trunk_cfg.hidden_size} x {dtype} = {size / 1e9:.3g} GB "
            f"(config.lst.cache_budget_gb={budget_gb})")
     print(msg, flush=True)
     if size > budget_gb * 1e9:
@@ -190,7 +190,7 @@ def build_cache(path: Path, trunk_cfg, indices, params, splits: dict[str, list[d
     path.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(path).free
     if size > free:
-        raise ValueError(f"{msg}: the disk holding {path} has only {free / 1e9:.3f} GB free; "
+        raise ValueError(f"{msg}: the disk holding {path} has only {free / 1e9:.3g} GB free; "
                          "free space, set config.lst.cache_dir elsewhere, or lower the size")
     fn = trunk_features_fn(trunk_cfg, indices)
     for split, batches in splits.items():
