@@ -13,11 +13,6 @@ export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
 # JAX's persistent compilation cache (tests/conftest.py sets the same default): reruns load
 # compiled XLA programs instead of compiling them again. JAX_COMPILATION_CACHE_DIR= disables it.
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
-# Tests only: LLVM code generation at -O0 cuts XLA:CPU compile time by ~30 %; the HLO (so
-# memory_analysis / cost_analysis) is unchanged and results agree to float32 rounding.
-# `make test TEST_XLA_FLAGS=` runs the suite with XLA's default optimisation.
-TEST_XLA_FLAGS ?= --xla_backend_optimization_level=0
-TEST_ENV += XLA_FLAGS="$(XLA_FLAGS) $(TEST_XLA_FLAGS)"
 
 .PHONY: venv parity-venv test test-fast demo lint clean
 

@@ -145,7 +145,9 @@ def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
     # unrolled, no remat: the same math as the scanned side loop, and nothing big to compile
     lst = LSTConfig(reduction=4, side_layers=2, fusion=fusion, head=head, dropout=0.0,
                     gate_temperature=temperature, scan_layers=False, remat="none")
-    model = build_model(tiny(), 3, lst)
+    # the trunk's own dropout must be off inside LST (frozen, deterministic trunk), so the
+    # expected values below use a dropout-free trunk while the model runs with dropout on
+    model = build_model(tiny(hidden_dropout=0.3, attention_dropout=0.3), 3, lst)
     b = padded()
     p = init(model, b["input_ids"], b["attention_mask"])
     alpha = {"gate_0": 0.07, "gate_1": -0.13, "head_gate": 0.21}  # α ≠ 0: μ depends on T
@@ -153,14 +155,15 @@ def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
         {"head_gate"} if head == "gated" else set())
     assert {k for k in p if "gate" in k} == gates
     p = {k: (jnp.float32(alpha[k]) if k in alpha else v) for k, v in p.items()}
-    got = apply(model, p, b["input_ids"], b["attention_mask"], b["segment_ids"])
+    got = apply(model, p, b["input_ids"], b["attention_mask"], b["segment_ids"],
+                deterministic=False, rngs={"dropout": jax.random.PRNGKey(1)})
 
     hs = apply(build_encoder(tiny()), p["encoder"], b["input_ids"], b["attention_mask"],
                b["segment_ids"], output_hidden_states=True, return_logits=False)
     hs = np.asarray(hs.hidden_states, np.float64)  # h_0 … h_2 of the 2-layer trunk
     mu = {k: sigmoid(a / temperature) for k, a in alpha.items()}
     w = f64(p)
-    block = Block(side_config(model.trunk, lst))
+    block = Block(side_config(model.trunk, lst))  # lst.dropout = 0: the side has none
     s = hs[0] @ w["down_0"]["kernel"]
     run = lambda i, x: np.asarray(apply(block, p[f"side_{i}"], jnp.asarray(x, jnp.float32),
                                         b["attention_mask"], None, jnp.float32(1.0))[0],
@@ -176,6 +179,18 @@ def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
         cls = mu["head_gate"] * hs[2][:, 0] + (1 - mu["head_gate"]) * cls
     want = cls @ w["classifier"]["kernel"] + w["classifier"]["bias"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- loss sums
+def test_loss_sums_weight_each_row():
+    """Σ w·xent, Σ w, Σ w·hit by hand; a weight-0 (filler) row changes nothing."""
+    logits = np.asarray([[2.0, 0.0, -1.0], [0.5, 0.4, 0.0], [0.0, 0.0, 3.0], [1.0, 2.0, 0.0]])
+    targets, weights = np.asarray([0, 2, 2, 0]), np.asarray([1.0, 0.5, 1.0, 0.0])
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    xent = -logp[np.arange(4), targets]
+    got = weighted_sums(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
+    np.testing.assert_allclose(float(got["loss"]), (weights * xent).sum(), rtol=1e-6)
+    assert float(got["weight"]) == 2.5 and float(got["correct"]) == 2.0  # rows 0 and 2 hit
 
 
 # ----------------------------------------------------------------------------- schedule

