@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from configs import pretrain
+from gau_jax.data.masking import mask_units
 from gau_jax.train.inputs import build_inputs
 
 WORDS = ("中国 人民 经济 发展 社会 国家 政府 企业 工作 问题 教育 文化 科学 技术 历史 世界 城市 "
@@ -94,3 +95,12 @@ def test_default_replacements_are_80_10_10_with_ordinary_tokens(fed):
     drawn = {int(ids[i]) for p in kind["random"] for i in p}
     assert not drawn & bracketed, sorted(drawn & bracketed)
     assert drawn <= corpus_chars
+
+
+def test_masked_count_is_stochastically_rounded():
+    """n = floor(0.15·W + u), u ~ U(0, 1): E[n] = 0.15·W exactly, e.g. 1.5 of W = 10 units."""
+    ids = np.arange(12, dtype=np.int32) + 10  # [CLS] 10 one-token units [SEP]
+    units = np.asarray([-1, *range(10), -1])
+    counts = [int(mask_units(ids, units, np.random.default_rng(s), mask_id=4,
+                             random_ids=np.arange(10, 22))[2].sum()) for s in range(2000)]
+    assert set(counts) == {1, 2} and abs(np.mean(counts) - 1.5) < 0.05, np.bincount(counts)

@@ -1,10 +1,14 @@
 """Wiring checked against values computed here, by hand or in NumPy, not by the code under test:
 
     classifier    logits = h_L[:, 0] W + b on a padded batch             ([CLS] is position 0)
+    init          std = L^(−1/order)/sqrt(fan) (Su) on a tiny 8-layer model
     lora          W' = W + (α/r)·A·B merged by hand, then the plain Classifier
     lst           μ = sigmoid(α/T) with α ≠ 0 and T from config.lst; heads `up` and `gated`:
-                  Dense(Up(s[:, 0])) and Dense(μ·h_L[:, 0] + (1−μ)·Up(s[:, 0]))
+                  Dense(Up(s[:, 0])) and Dense(μ·h_L[:, 0] + (1−μ)·Up(s[:, 0])); additive
+                  ladders; the trunk stays dropout-free while the model runs with dropout on
+    loss sums     Σ w·xent, Σ w, Σ w·hit by hand (weight-0 rows count for nothing)
     schedule      SGD under warmup: update t is −lr(t)·g_t, lr(t) = lr·t/warmup (then decay)
+    adamw         two Adam steps by hand, decoupled decay on kernels only
     cached LST    every epoch of a cached split visits its rows once; features match the cache
 """
 

@@ -78,7 +78,7 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     if c.init == "random" and not c.cache:
         return inputs
     dummy = np.ones((1, config.max_length), np.int32)
-    full = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
+    full = jax.jit(inputs.model.init)(jax.random.PRNGKey(config.seed), dummy)["params"]
     trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
     common = dict(batch_size=config.batch_size, max_len=config.max_length,  # every process
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads,  # sees all
