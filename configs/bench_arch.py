@@ -12,7 +12,7 @@ tiny models, 2 lengths; seconds). Every model is compiled at each of its `length
 cost_analysis, memory from memory_analysis; compile only) and timed at lengths up to its
 `time_max_len` (base models on a 2-core CPU are timed only at short lengths, with batch 1).
 arch.{md,json,png} go to results_dir (default: the workdir).
-Models: a preset name plus field overrides; GAU-α small is ours (the presets of docs/design.md
+Models: a preset name plus field overrides; GAU-α small is ours (the presets of docs/math.md
 have no small GAU-α): 12 GAU layers of width 384 match RoFormerV2-small's 6 MHA+FFN layers in
 parameters.
 """

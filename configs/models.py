@@ -1,4 +1,4 @@
-"""Model presets as configs (released sizes, docs/design.md; `*_tiny` are ours, for tests/demos).
+"""Model presets as configs (released sizes, docs/math.md; `*_tiny` are ours, for tests/demos).
 
     python -c "from configs import models; print(models.get_config('gau_alpha_base'))"
 

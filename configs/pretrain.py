@@ -40,7 +40,7 @@ def get_config(arg: str = "gau_alpha_tiny") -> ml_collections.ConfigDict:
     c.end_lr_factor = 0.0
     c.weight_decay = 0.01
     c.grad_clip_norm = 1.0
-    # RoFormerV2 from scratch ramps its residual branches in (docs/design.md); GAU-α does not.
+    # RoFormerV2 from scratch ramps its residual branches in (docs/math.md); GAU-α does not.
     if c.model.block == "roformer_v2":
         c.residual_ramp_steps = c.get_ref("total_steps") // 10
     c.checkpoint_every_steps = 1000

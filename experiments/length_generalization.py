@@ -9,7 +9,7 @@ tokens and evaluated on windows of each of `eval_lengths` tokens cut from the co
 held-out documents (the same masked tokens at every length, so lengths differ only in the
 context each token sees); relu2 models are evaluated twice: n = the row's visible length (as
 trained) and n fixed at train_length. Su, "从熵不变性看Attention的Scale操作",
-kexue.fm/archives/8823 (the reference table, docs/design.md).
+kexue.fm/archives/8823 (the reference table, docs/math.md).
 
     accuracy(L) = Σ_masked [argmax_v h_i·E_v = target_i] / #masked     (tied MLM head)
 
@@ -297,7 +297,7 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
         parts += [f"## {b}", "", markdown_table(["variant"] + lengths, rows), ""]
     su_rows = [[k] + [f"{x:.2f}" for x in v] for k, v in SU_TABLE.items()]
     parts += ["## Su's table (RoFormer small trained at 64; kexue.fm/archives/8823, "
-              "docs/design.md)", "",
+              "docs/math.md)", "",
               markdown_table(["variant", "64", "128", "256", "512", "1024"], su_rows), "",
               "## Expected directions, checked on the means", ""] + direction_checks(c, summary)
     run_rows = [[r["block"], r["variant"], r["seed"], f"{r['train_loss']:.3f}",

@@ -1,4 +1,4 @@
-"""NumPy re-implementations of the model's formulas (docs/design.md; the module docstrings of
+"""NumPy re-implementations of the model's formulas (docs/math.md; the module docstrings of
 gau_jax/layers/*.py and gau_jax/models/encoder.py), written from the formulas, not the Flax code.
 
 Used by the *_vs_reference tests. Everything in float64.

@@ -101,7 +101,7 @@ def test_parameter_counts_with_bias_and_chunks():
 
 
 def test_base_sizes_are_the_released_ones():
-    # RoFormerV2 base ~94M and GAU-α base ~ the same budget (docs/design.md, presets).
+    # RoFormerV2 base ~94M and GAU-α base ~ the same budget (docs/math.md, presets).
     for preset in ("roformer_v2_base", "gau_alpha_base"):
         n = closed_form_params(get_model_config(preset))
         assert 90e6 < n < 100e6, (preset, n)

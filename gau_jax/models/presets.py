@@ -1,4 +1,4 @@
-"""Model presets (the released sizes, docs/design.md) as ml_collections configs, and validation.
+"""Model presets (the released sizes, docs/math.md) as ml_collections configs, and validation.
 
 Every field is documented in `base_config()`. `get_model_config(name)` returns a fresh, mutable
 copy; `validate(cfg)` raises ConfigError naming the offending field before anything is built.
