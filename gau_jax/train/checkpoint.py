@@ -52,6 +52,7 @@ from gau_jax.models.tree import path_names, tree_shape_diff
 
 PyTree = Any
 ITEMS = ("state", "data", "meta")
+_log = logging.getLogger(__name__)
 
 
 class CheckpointWriteError(OSError):
@@ -186,7 +187,7 @@ class Checkpointer:
                 raise
             except Exception as e:  # damaged in a way the checks above did not see
                 problem = f"{type(e).__name__}: {e}"
-            logging.warning("skipping checkpoint %s: %s", where, problem)
+            _log.warning("skipping checkpoint %s: %s", where, problem)
             self._set_aside(step)
         return None
 
@@ -209,7 +210,7 @@ class Checkpointer:
         out = self.manager.restore(step, args=ocp.args.Composite(**items))
         data = None
         if data_note:
-            logging.warning("checkpoint %s: %s", where, data_note)
+            _log.warning("checkpoint %s: %s", where, data_note)
         else:
             row, n = _local_row(out["data"]["bytes"]), int(_local_row(out["data"]["length"])[0])
             data = _decode(json.loads(bytes(row[:n]).decode()))
