@@ -204,7 +204,7 @@ def test_copies_of_an_example_draw_different_masks():
 
 
 def test_masks_do_not_depend_on_the_micro_batch_split():
-    b = _rows(batch(), [0, 1, 1, 0])
+    b = batch()  # 2 rows: one step, or two micro-batches of one row
     losses = []
     for k in (1, 2):
         _, _, step, state = _noisy_step(k)
@@ -224,13 +224,14 @@ def test_example_keys_are_the_documented_fold_ins():
     """step.py / state.py: example i at step t draws key(t, i) = fold_in(fold_in(rng, t), i)."""
     clf, params, step, state = _noisy_step()
     b = batch()
+    row_logits = jax.jit(lambda key, *row: clf.apply({"params": params}, *row,
+                                                     deterministic=False, rngs={"dropout": key}))
     for t in range(2):
         want = 0.0
         for i in range(2):
             key = jax.random.fold_in(jax.random.fold_in(state.rng, t), i)
-            logits = clf.apply({"params": params}, *(_rows(b, [i])[k] for k in (
-                "input_ids", "attention_mask", "segment_ids")), deterministic=False,
-                rngs={"dropout": key})
+            logits = row_logits(key, *(_rows(b, [i])[k] for k in (
+                "input_ids", "attention_mask", "segment_ids")))
             want += float(optax.softmax_cross_entropy_with_integer_labels(
                 logits, b["labels"][i:i + 1])[0])
         state, m = step(state, b)
