@@ -16,7 +16,8 @@ The installed versions are listed (pip freeze) and every runtime dependency is i
 the tests run as `python -m pytest -q -m "not slow and not parity" -x tests` (extra pytest
 arguments after `--`) with XLA_FLAGS=--xla_force_host_platform_device_count=8 and
 GAU_JAX_SHARED_DATA (default ../shared/data beside the repository). Exit status: pytest's, or 2
-when pip or an import fails. One check takes ~2 min to install and ~15-25 min of tests on 2 cores.
+when pip or an import fails. One check: 1-3 min of install (warm pip cache), then 4-15 min of
+fast tests with `-- -n 2` on 2 busy cores (about twice that without -n).
 """
 
 from __future__ import annotations
