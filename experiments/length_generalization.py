@@ -270,11 +270,6 @@ def direction_checks(c, summary) -> list[str]:
 
 def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib.Path) -> None:
     """out/length_generalization.md (tables) and .png (accuracy vs test length)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     blocks = cli.names(c.blocks)
     summary = summarize(records)
@@ -307,7 +302,7 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
         ["block", "variant", "seed", "train loss", "train acc"] + lengths + ["train s"],
         run_rows), ""]
     (out / "length_generalization.md").write_text("\n".join(parts))
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5 * len(blocks), 4), squeeze=False)
+    fig, axes = cli.figure(1, len(blocks), figsize=(5 * len(blocks), 4))
     for ax, b in zip(axes[0], blocks, strict=True):
         for (bb, v), s in summary.items():
             if bb == b:
@@ -320,7 +315,6 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "length_generalization.png", dpi=100)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

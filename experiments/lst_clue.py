@@ -1,4 +1,4 @@
-"""Dev accuracy of full fine-tuning vs LST vs LoRA from one pretrained trunk on CLUE tasks.
+"""Dev accuracy of full fine-tuning vs LST vs LoRA / adapters / BitFit from one pretrained trunk.
 
     python -m experiments.lst_clue --config configs/lst_clue.py:full --workdir runs/lst_clue \
         --config.data_dir=../shared/data/clue
@@ -8,15 +8,20 @@ unlabelled train texts of the tasks become WORKDIR/corpus.txt (one text per line
 configs/pretrain.py:gau_alpha_tiny with the TRUNK overrides below is MLM-pretrained for
 pretrain_steps into WORKDIR/trunk-<hash> (the same run as `experiments.train` with those
 `--config.*` flags; the results file prints them).
-Stage 2, per task and method: configs/finetune.py:task=T,method=M from that trunk, the same steps,
-batch, length and evaluation for every method, a learning rate per method (learning_rate), the
-method's options from config.lst / config.lora. Dev accuracy is the best of `evals` evaluations
-on the whole dev set (read back from the run's DIR/metrics.jsonl), next to the majority-class
-rate. Every run has its own workdir, WORKDIR/runs/<task>_<method>_lr<lr>_<steps>steps_seed<s>-
-<hash of every override>, and a finished run is a line of WORKDIR/runs.jsonl under that name: a
-rerun skips it, a rerun with any other setting (e.g. learning rate) trains a new run. Results:
-results_dir (default: WORKDIR)/lst_clue.md. LST: Sung, Cho & Bansal 2022 (arXiv:2206.06522);
-LoRA: Hu et al. 2021 (arXiv:2106.09685).
+Stage 2, the learning-rate sweep: on dev of sweep_task, seed seeds[0], each method's rates
+(config.learning_rates[method]) with the variant of that name; the best dev accuracy picks the
+method's rate, fixed from then on.
+Stage 3, per task, variant (configs/lst_clue.py VARIANTS: method + configs/finetune.py overrides)
+and seed: configs/finetune.py:task=T,method=M from that trunk, the same steps, batch, length and
+evaluation for every run. Dev accuracy is the best of `evals` evaluations on the first dev_rows dev
+rows (0 = all; read back from the run's DIR/metrics.jsonl), next to the majority-class rate of
+those rows; the table gives the mean ± sample standard deviation over seeds. Every run has its own
+workdir, WORKDIR/runs/<task>_<variant>_lr<lr>_<steps>steps_seed<s>-<hash of every override>, and a
+finished run is a line of WORKDIR/runs.jsonl under that name: a rerun skips it (the sweep's runs
+are the seeds[0] runs of sweep_task), a rerun with any other setting trains a new run. Results:
+results_dir (default: WORKDIR)/lst_clue.md. LST: Sung, Cho & Bansal 2022 (arXiv:2206.06522); LoRA:
+Hu et al. 2021 (arXiv:2106.09685); adapters: Houlsby et al. 2019 (arXiv:1902.00751); BitFit: Ben
+Zaken et al. 2021 (arXiv:2106.10199).
 """
 
 from __future__ import annotations
@@ -29,22 +34,22 @@ from typing import Any
 import ml_collections
 
 from configs import finetune, pretrain
+from configs.lst_clue import VARIANTS
 from experiments import cli
 from gau_jax.data import sources
 from gau_jax.models.costs import param_count
 from gau_jax.train.loop import Trainer
 from gau_jax.train.metrics import read_jsonl
 from gau_jax.train.optim import count_trainable
-from gau_jax.train.runlog import RunLog, results_header, run_key
+from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
 
-# The trunk: GAU-α shape at d = 128 (4 layers, e = 256, s = 64), a 6000-character vocabulary,
-# token-level masking (learns faster than whole-word masking at this size), head on the
-# predicted tokens only.
-TRUNK = {"model.hidden_size": 128, "model.intermediate_size": 256, "model.key_size": 64,
-         "model.vocab_size": 6000, "model.scan_layers": False, "mask_unit": "token",
-         "max_predictions": 24, "batch_size": 32, "max_length": 128, "learning_rate": 5e-3}
-# Methods whose option section of configs/finetune.py (same name) config.<method> overrides.
-SECTIONS = ("lst", "lora")
+# The trunk: GAU-α shape at d = 256 (2 layers, e = 512, s = 64, biases so BitFit has something
+# to train), a 6000-character vocabulary, token-level masking (learns faster than whole-word
+# masking at this size), head on the predicted tokens only, short rows (CPU budget).
+TRUNK = {"model.hidden_size": 256, "model.num_layers": 2, "model.intermediate_size": 512,
+         "model.key_size": 64, "model.vocab_size": 6000, "model.use_bias": True,
+         "model.scan_layers": False, "mask_unit": "token", "max_predictions": 10,
+         "batch_size": 32, "max_length": 64, "learning_rate": 5e-3}
 
 
 def write_corpus(data_dir: str, tasks: tuple[str, ...], path: Path) -> int:
@@ -91,37 +96,53 @@ def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     return out
 
 
-def majority_rate(task: str, data_dir: str) -> float:
+def majority_rate(task: str, data_dir: str, rows: int = 0) -> float:
+    """The most frequent label's share of the first `rows` dev rows (0 = all): what a constant
+    prediction scores on the rows the runs are evaluated on (dev is read in order)."""
     _, src = sources.load_task(task, data_dir)
-    labels = [int(src["dev"][i]["label"]) for i in range(len(src["dev"]))]
+    n = min(rows or len(src["dev"]), len(src["dev"]))
+    labels = [int(src["dev"][i]["label"]) for i in range(n)]
     return max(collections.Counter(labels).values()) / len(labels)
 
 
-def parse_lr(text: str, methods: list[str]) -> dict[str, float]:
-    """'3e-3' (every method) or 'full=2e-2,lst=5e-2,lora=5e-2'."""
-    if "=" not in text:
-        return dict.fromkeys(methods, float(text))
-    lr = {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(","))}
-    missing = [m for m in methods if m not in lr]
+def variant(name: str) -> tuple[str, dict[str, Any]]:
+    """(method, configs/finetune.py overrides) of a VARIANTS name; ValueError names the known."""
+    if name not in VARIANTS:
+        raise ValueError(f"config.variants: {name!r} unknown; choose from {sorted(VARIANTS)}")
+    method, overrides = VARIANTS[name]
+    return method, dict(overrides)
+
+
+def sweep_variant(method: str, variants: list[str]) -> str:
+    """The variant whose runs choose `method`'s learning rate: the one named like the method,
+    else the first of that method."""
+    if method in variants:
+        return method
+    return next(v for v in variants if variant(v)[0] == method)
+
+
+def rates(c: ml_collections.ConfigDict, methods: list[str]) -> dict[str, list[float]]:
+    """config.learning_rates[method] as floats (a tuple, or "a,b,c" from the command line)."""
+    missing = [m for m in methods if m not in c.learning_rates]
     if missing:
-        raise ValueError(f"config.learning_rate {text!r} has no rate for {missing}")
-    return lr
+        raise ValueError(f"config.learning_rates has no rates for method(s) {missing}")
+    return {m: [float(x) for x in cli.names(c.learning_rates[m])] for m in methods}
 
 
-def run_overrides(c: ml_collections.ConfigDict, task: str, method: str, lr: float,
+def run_overrides(c: ml_collections.ConfigDict, task: str, name: str, lr: float, seed: int,
                   trunk: str) -> dict[str, Any]:
     """Everything this experiment sets on configs/finetune.py for one run (its identity)."""
-    o = {"task": task, "method": method, "trunk": trunk, "data_dir": c.data_dir,
-         "total_steps": c.steps, "batch_size": c.batch_size, "max_length": c.max_length,
-         "eval_every_steps": max(1, c.steps // c.evals), "learning_rate": lr, "seed": c.seed}
-    if method in SECTIONS:
-        o[method] = c[method].to_dict()
-    return o
+    method, overrides = variant(name)
+    return {"task": task, "variant": name, "method": method, "overrides": overrides,
+            "trunk": trunk, "data_dir": c.data_dir, "total_steps": c.steps,
+            "batch_size": c.batch_size, "max_length": c.max_length,
+            "eval_every_steps": max(1, c.steps // c.evals), "learning_rate": lr, "seed": seed,
+            "eval_batches": c.dev_rows // c.batch_size}
 
 
 def run_name(o: dict[str, Any]) -> str:
     """Readable prefix + hash of all overrides: the run's key in runs.jsonl and its folder."""
-    prefix = (f"{o['task']}_{o['method']}_lr{o['learning_rate']:g}_{o['total_steps']}steps_"
+    prefix = (f"{o['task']}_{o['variant']}_lr{o['learning_rate']:g}_{o['total_steps']}steps_"
               f"seed{o['seed']}")
     return run_key(prefix, o)
 
@@ -132,12 +153,11 @@ def finetune_config(o: dict[str, Any], init_from: Path) -> ml_collections.Config
     every = o["eval_every_steps"]
     ft.update(init_from=str(init_from), data_dir=o["data_dir"], total_steps=o["total_steps"],
               batch_size=o["batch_size"], max_length=o["max_length"], eval_every_steps=every,
-              eval_batches=0, checkpoint_every_steps=o["total_steps"], log_every_steps=every,
+              eval_batches=o["eval_batches"], checkpoint_every_steps=o["total_steps"],
+              log_every_steps=every,
               progress_bar=False, tensorboard=False, async_checkpoints=False,
               learning_rate=o["learning_rate"], keep_best=False, seed=o["seed"])
-    for section in SECTIONS:
-        if section in o:
-            ft[section].update(o[section])
+    ft.update_from_flattened_dict(o["overrides"])
     return ft
 
 
@@ -168,13 +188,16 @@ def finetune_run(config: ml_collections.ConfigDict, workdir: Path) -> dict:
 
 
 def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
-    """Trunk (unless init_from), every (task, method) run not yet in runs.jsonl, the report."""
+    """Trunk (unless init_from), the sweep, every (task, variant, seed) run not yet in
+    runs.jsonl, the report."""
     workdir = Path(workdir)
     if not c.data_dir:
         raise ValueError("config.data_dir is empty: set the CLUE folder, "
                          "--config.data_dir=/path/to/clue")
-    methods = list(cli.names(c.methods))
-    lr = parse_lr(c.learning_rate, methods)
+    variants = list(cli.names(c.variants))
+    methods = list(dict.fromkeys(variant(v)[0] for v in variants))
+    grid = rates(c, methods)
+    seeds = [int(s) for s in cli.names(c.seeds)]
     init_from = Path(c.init_from) if c.init_from else pretrain_trunk(c, workdir)
     trunk = None
     if not c.init_from:
@@ -183,23 +206,30 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
         trunk = {"mlm_accuracy": s["dev"]["accuracy"], "wall_time_s": s["wall_time_s"],
                  "params": param_count(cfg), "dir": init_from.name}
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
-    rows = []
-    for task in cli.names(c.tasks):
-        majority = None
-        for method in methods:
-            o = run_overrides(c, task, method, lr[method], init_from.name if trunk else
-                              c.init_from)
-            name = run_name(o)
-            row = log.get({"run": name})
-            if row is None:
-                majority = majority_rate(task, c.data_dir) if majority is None else majority
-                result = finetune_run(finetune_config(o, init_from), workdir / "runs" / name)
-                row = log.append({"run": name, "task": task, "method": method,
-                                  "lr": lr[method], "steps": c.steps, **result,
-                                  "majority": majority})
-            rows.append(row)
+    majority: dict[str, float] = {}
+
+    def get(task: str, name: str, lr: float, seed: int) -> dict:
+        o = run_overrides(c, task, name, lr, seed, init_from.name if trunk else c.init_from)
+        row = log.get({"run": run_name(o)})
+        if row is None:
+            if task not in majority:
+                majority[task] = majority_rate(task, c.data_dir,
+                                               o["eval_batches"] * c.batch_size)
+            result = finetune_run(finetune_config(o, init_from), workdir / "runs" / run_name(o))
+            row = log.append({"run": run_name(o), "task": task, "variant": name,
+                              "method": o["method"], "lr": lr, "seed": seed, "steps": c.steps,
+                              **result, "majority": majority[task]})
             print(json.dumps(row), flush=True)
-    text = report(rows, c, trunk)
+        return row
+
+    sweep = {m: [get(c.sweep_task, sweep_variant(m, variants), lr, seeds[0]) for lr in grid[m]]
+             for m in methods}
+    chosen = {m: max(rows, key=lambda r: r["dev_accuracy"])["lr"] for m, rows in sweep.items()}
+    rows = [get(task, name, chosen[variant(name)[0]], seed)
+            for task in cli.names(c.tasks) for name in variants
+            if not variant(name)[1].get("lst.cache") or task in cli.names(c.cached_tasks)
+            for seed in seeds]
+    text = report(rows, sweep, chosen, c, trunk)
     out = cli.results_dir(c, workdir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lst_clue.md").write_text(text)
@@ -207,33 +237,72 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict], c: ml_collections.ConfigDict, trunk: dict | None) -> str:
-    md = results_header("Full FT vs LST vs LoRA on CLUE (generated by experiments/lst_clue.py)",
-                        c.command)
+def trunk_shape() -> str:
+    g = {k.split(".")[1]: v for k, v in TRUNK.items() if k.startswith("model.")}
+    return (f"GAU-α shape, {g['num_layers']} layers, d = {g['hidden_size']}, "
+            f"e = {g['intermediate_size']}, s = {g['key_size']}, biases on")
+
+
+def summarize(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """(task, variant) → mean / sd of dev accuracy over seeds, seeds' values, sizes, wall."""
+    groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["variant"])].append(r)
+    out = {}
+    for key, g in groups.items():
+        mean, sd = mean_spread([r["dev_accuracy"] for r in g])
+        out[key] = {"mean": mean, "sd": sd, "values": [r["dev_accuracy"] for r in g],
+                    "lr": g[0]["lr"], "majority": g[0]["majority"],
+                    "trainable_pct": g[0]["trainable_pct"],
+                    "wall": sum(r["wall_time_s"] for r in g) / len(g)}
+    return out
+
+
+def report(rows: list[dict], sweep: dict[str, list[dict]], chosen: dict[str, float],
+           c: ml_collections.ConfigDict, trunk: dict | None) -> str:
+    md = results_header("Full FT vs LST vs LoRA / adapters / BitFit on CLUE "
+                        "(generated by experiments/lst_clue.py)", c.command)
     tasks = ",".join(cli.names(c.tasks))
     if trunk is not None:
-        md += [f"Trunk: GAU-α shape, 4 layers, d = 128, e = 256, s = 64, "
-               f"{trunk['params'] / 1e6:.2f}M parameters, MLM-pretrained here for "
-               f"{c.pretrain_steps} steps (token-level masking, 32 × 128 tokens) on People's "
-               f"Daily 1998 + the unlabelled train texts of {tasks}; dev MLM accuracy "
+        md += [f"Trunk: {trunk_shape()}, {trunk['params'] / 1e6:.2f}M parameters, "
+               f"MLM-pretrained here for {c.pretrain_steps} steps (token-level masking, "
+               f"{TRUNK['batch_size']} × {TRUNK['max_length']} tokens) on People's Daily 1998 + "
+               f"the unlabelled train texts of {tasks}; dev MLM accuracy "
                f"{100 * trunk['mlm_accuracy']:.1f} %, {trunk['wall_time_s'] / 60:.0f} min on this "
                "machine. Same run as `python -m experiments.train --config "
                f"configs/pretrain.py:gau_alpha_tiny --workdir WORKDIR/{trunk['dir']} "
                + " ".join(trunk_flags(c.pretrain_steps, Path("WORKDIR/corpus.txt"))) + "`.", ""]
     else:
         md += [f"Trunk: {c.init_from} (init_from).", ""]
-    md += [f"Fine-tuning: {c.steps} steps, batch {c.batch_size}, max_length {c.max_length}, "
-           f"AdaFactor, learning rate per method {c.learning_rate}, seed {c.seed}; LST "
-           f"{c.lst.to_dict()}; LoRA {c.lora.to_dict()}. Dev accuracy: the best of {c.evals} "
-           "evaluations on the whole dev set (curve in runs.jsonl).", "",
-           "| task | majority % | method | dev acc % | vs full | trainable | wall s |",
-           "|---|---|---|---|---|---|---|"]
-    full = {r["task"]: r["dev_accuracy"] for r in rows if r["method"] == "full"}
-    for r in rows:
-        rel = f"{r['dev_accuracy'] / full[r['task']]:.2f}" if full.get(r["task"]) else "–"
-        md.append(f"| {r['task']} | {100 * r['majority']:.1f} | {r['method']} | "
-                  f"{100 * r['dev_accuracy']:.2f} | {rel} | {r['trainable_pct']:.1f} % | "
-                  f"{r['wall_time_s']:.0f} |")
+    seeds = ", ".join(str(s) for s in cli.names(c.seeds))
+    n = c.dev_rows // c.batch_size * c.batch_size
+    dev_rows = f"the first {n} dev rows (all of a smaller dev set)" if n else "the whole dev set"
+    md += [f"Protocol: every run {c.steps} steps, batch {c.batch_size}, max_length "
+           f"{c.max_length}, AdaFactor, linear decay to 0; dev accuracy = the best of {c.evals} "
+           f"evaluations on {dev_rows}; seeds {seeds} (mean ± sample standard "
+           f"deviation). Learning rate per method chosen on {c.sweep_task} dev (seed "
+           f"{cli.names(c.seeds)[0]}), then fixed:", ""]
+    width = max(len(v) for v in sweep.values())
+    md += [markdown_table(["method (swept variant)"] + [f"lr {i + 1}" for i in range(width)]
+                          + ["chosen"],
+                          [[f"{m} ({rs[0]['variant']})"]
+                           + [f"{r['lr']:g}: {100 * r['dev_accuracy']:.2f}" for r in rs]
+                           + [""] * (width - len(rs)) + [f"{chosen[m]:g}"]
+                           for m, rs in sweep.items()]), ""]
+    md += ["Variants (configs/lst_clue.py VARIANTS): "
+           + "; ".join(f"`{v}` = {variant(v)[0]} {variant(v)[1] or ''}".rstrip()
+                       for v in cli.names(c.variants)) + ".", ""]
+    s = summarize(rows)
+    table = []
+    for (task, name), g in s.items():
+        full = s.get((task, "full"))
+        rel = f"{g['mean'] / full['mean']:.2f}" if full and full["mean"] else "–"
+        table.append([task, f"{100 * g['majority']:.1f}", name, f"{g['lr']:g}",
+                      f"{100 * g['mean']:.2f} ± {100 * g['sd']:.2f}",
+                      " / ".join(f"{100 * v:.2f}" for v in g["values"]), rel,
+                      f"{g['trainable_pct']:.1f} %", f"{g['wall']:.0f}"])
+    md += [markdown_table(["task", "majority %", "variant", "lr", "dev acc % (mean ± sd)",
+                           "per seed", "vs full", "trainable", "wall s / run"], table)]
     return "\n".join(md) + "\n"
 
 

@@ -127,8 +127,9 @@ def load(path: str | os.PathLike) -> Pretrained:
         params = import_params(tensors, cfg, bert4keras.name_fn(cfg.block), str(p),
                                bert4keras.owned)
         if cfg.block == "gau":
-            logging.info("bert4keras GAU-α: softmax_plus clamps n >= 16 there, not here; rows "
-                         "shorter than 16 tokens differ slightly from bert4keras itself")
+            logging.info("bert4keras GAU-α: softmax_plus_min_n=1 as in bert4keras 0.11.3, "
+                         "which trained the release; bert4keras since March 2023 clamps n >= 16 "
+                         "(pass softmax_plus_min_n=16 to match it)")
         vocab, source = _vocab_of(p), f"bert4keras checkpoint {p}"
     else:
         item = workdir.orbax_item(p)

@@ -85,7 +85,7 @@ def write_clue(root: pathlib.Path) -> pathlib.Path:
     squad = {"version": "v1.0", "data": [{"id": "A", "title": "t", "paragraphs": [
         {"id": "P", "context": ctx, "qas": [
             {"id": "Q1", "question": "谁开发的？",
-             "answers": [{"text": "光荣", "answer_start": 10}]},
+             "answers": [{"text": "光荣", "answer_start": 9}]},
             {"id": "Q2", "question": "是什么？",
              "answers": [{"text": "游戏", "answer_start": 14},
                          {"text": "游戏", "answer_start": -1}]}]}]}]}

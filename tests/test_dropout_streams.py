@@ -217,9 +217,6 @@ def test_masks_do_not_depend_on_the_micro_batch_split():
     assert losses[0][0] != losses[0][1]
 
 
-@pytest.mark.xfail(strict=True, reason="gau_jax/train/step.py row_keys folds an extra 0 in: "
-                   "fold_in(fold_in(fold_in(rng, t), 0), i), not the documented "
-                   "fold_in(fold_in(rng, t), i)")
 def test_example_keys_are_the_documented_fold_ins():
     """step.py / state.py: example i at step t draws key(t, i) = fold_in(fold_in(rng, t), i)."""
     clf, params, step, state = _noisy_step()

@@ -47,8 +47,11 @@ def test_length_generalization_smoke(tmp_path):
         for v in ("relu2 (n = row length)", "relu2 (fixed n = 64)")}
     for r in records:
         assert set(r["accuracy"]) == {"64", "128"}
-        assert all(0.0 <= a <= 100.0 for a in r["accuracy"].values())
         assert np.isfinite(r["train_loss"])
+    for block in ("roformer_v2", "gau"):  # one trained state per block, evaluated two ways: at
+        # the training length (64) a fixed n = 64 is the row length, so both score the same
+        acc = [r["accuracy"]["64"] for r in records if r["block"] == block]
+        assert len(acc) == 2 and acc[0] == acc[1], (block, acc)
     md = (tmp_path / "results" / "length_generalization.md").read_text()
     assert "| variant | 64 | 128 |" in md and "## gau" in md and "## roformer_v2" in md
     assert sum(x.startswith("| relu2 (fixed n = 64) |") for x in md.splitlines()) == 2

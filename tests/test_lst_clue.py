@@ -9,50 +9,77 @@ from configs import lst_clue as lst_clue_config
 from experiments import lst_clue
 
 
-def test_parse_lr():
-    assert lst_clue.parse_lr("3e-3", ["full", "lst"]) == {"full": 3e-3, "lst": 3e-3}
-    assert lst_clue.parse_lr("full=1e-2,lst=3e-2", ["full", "lst"]) == {"full": 1e-2, "lst": 3e-2}
-    with pytest.raises(ValueError, match="lora"):
-        lst_clue.parse_lr("full=1e-2", ["full", "lora"])
+def test_rates_and_variants():
+    c = lst_clue_config.get_config("full")
+    c.learning_rates.lst = (1e-2, 3e-2)  # --config.learning_rates.lst="(1e-2,3e-2)"
+    assert lst_clue.rates(c, ["full", "lst"]) == {"full": [3e-3, 1e-2, 3e-2], "lst": [1e-2, 3e-2]}
+    with pytest.raises(ValueError, match="mine"):
+        lst_clue.rates(c, ["full", "mine"])
+    with pytest.raises(ValueError, match="lst_typo"):
+        lst_clue.variant("lst_typo")
+    assert lst_clue.sweep_variant("lst", ["full", "lst_wide", "lst"]) == "lst"
+    assert lst_clue.sweep_variant("lst", ["full", "lst_wide"]) == "lst_wide"
+    # The paper's side width on the 256-wide trunk: r = 8 kept (no small-trunk floor).
+    assert lst_clue.variant("lst")[1] == {"lst.reduction": 8, "lst.min_side_width": 0}
 
 
-def _stub_training(monkeypatch):
-    """finetune_run / majority_rate replaced: records (workdir, learning rate) of each run."""
+def _stub_training(monkeypatch, accuracy=lambda config: 0.5):
+    """finetune_run / majority_rate replaced: records (workdir, lr, reduction, seed) per run."""
     trained = []
 
     def finetune_run(config, workdir):
         workdir.mkdir(parents=True)  # a second training in the same folder would fail here
-        trained.append((workdir.name, config.learning_rate, config.lst.reduction))
-        return {"dev_accuracy": 0.5, "dev_curve": [0.5], "trainable_pct": 100.0,
+        trained.append((workdir.name, config.learning_rate, config.lst.reduction, config.seed))
+        return {"dev_accuracy": accuracy(config), "dev_curve": [0.5], "trainable_pct": 100.0,
                 "trainable": 1, "wall_time_s": 1.0, "train_loss": 0.7}
 
     monkeypatch.setattr(lst_clue, "finetune_run", finetune_run)
-    monkeypatch.setattr(lst_clue, "majority_rate", lambda task, data_dir: 0.6)
+    monkeypatch.setattr(lst_clue, "majority_rate", lambda task, data_dir, rows=0: 0.6)
     return trained
+
+
+def test_sweep_picks_the_best_rate_and_fixes_it(monkeypatch, tmp_path):
+    """The sweep trains each rate once on sweep_task (seed 0); the best is used everywhere and
+    the sweep's seed-0 run of the chosen rate is reused, not retrained."""
+    best = {"full": 1e-2, "lst": 1e-1}
+    trained = _stub_training(monkeypatch, lambda cfg: 0.9 if cfg.learning_rate ==
+                             best[cfg.method] else 0.5 + cfg.learning_rate)
+    c = lst_clue_config.get_config("smoke")
+    c.update(data_dir="clue", init_from=str(tmp_path / "trunk"), tasks=("afqmc", "ocnli"),
+             seeds=(0, 1), results_dir=str(tmp_path))
+    c.learning_rates.update(full=(3e-3, 1e-2, 3e-2), lst=(1e-2, 1e-1))
+    rows = lst_clue.run(c, tmp_path / "w")
+    assert [(t[1], t[3]) for t in trained[:5]] == [(3e-3, 0), (1e-2, 0), (3e-2, 0), (1e-2, 0),
+                                             (1e-1, 0)]
+    # 2 tasks x 2 variants x 2 seeds reported; afqmc seed 0 at the chosen rates came from the sweep
+    assert len(rows) == 8 and len(trained) == 5 + 6
+    assert {(r["variant"], r["lr"]) for r in rows} == {("full", 1e-2), ("lst", 1e-1)}
+    assert all(r["dev_accuracy"] == 0.9 for r in rows)
+    text = (tmp_path / "lst_clue.md").read_text()
+    assert "| afqmc | 60.0 | lst | 0.1 | 90.00 ± 0.00 | 90.00 / 90.00 | 1.00 |" in text
+    assert lst_clue.run(c, tmp_path / "w") == rows and len(trained) == 11  # all read back
 
 
 def test_rerun_skips_same_settings_and_trains_new_ones(monkeypatch, tmp_path):
     trained = _stub_training(monkeypatch)
     c = lst_clue_config.get_config("smoke")
-    c.update(data_dir="clue", init_from=str(tmp_path / "trunk"), methods=("full",),
-             learning_rate="1e-2")
+    c.update(data_dir="clue", init_from=str(tmp_path / "trunk"), variants=("full",))
+    c.learning_rates.full = (1e-2,)
     first = lst_clue.run(c, tmp_path / "w")
     assert len(trained) == 1 and trained[0][1] == 1e-2
     assert lst_clue.run(c, tmp_path / "w") == first and len(trained) == 1  # skipped
-    c.learning_rate = "2e-2"
+    c.learning_rates.full = (2e-2,)
     second = lst_clue.run(c, tmp_path / "w")
     assert len(trained) == 2 and trained[1][1] == 2e-2 and trained[1][0] != trained[0][0]
     assert second[0]["lr"] == 2e-2 and second[0]["run"] == trained[1][0]
     assert sorted(p.name for p in (tmp_path / "w" / "runs").iterdir()) == sorted(
         t[0] for t in trained)
-    c.learning_rate = "1e-2"
+    c.learning_rates.full = (1e-2,)
     assert lst_clue.run(c, tmp_path / "w") == first and len(trained) == 2  # the first, again
-    # A method option is part of its runs' key (LST), not of the others' (full).
-    c.update(methods=("full", "lst"), learning_rate="full=1e-2,lst=3e-2")
+    # A variant's options are part of its runs' key: lst (r = 8) and lst_wide (r = 2) differ.
+    c.update(variants=("lst", "lst_wide"))
     lst_clue.run(c, tmp_path / "w")
-    c.lst.reduction = 8
-    lst_clue.run(c, tmp_path / "w")
-    assert [(t[0].split("_")[1], t[2]) for t in trained[2:]] == [("lst", 4), ("lst", 8)]
+    assert [(t[0].split("_")[1], t[2]) for t in trained[2:]] == [("lst", 8), ("lst", 2)]
     lines = (tmp_path / "w" / "runs.jsonl").read_text().splitlines()
     assert len(lines) == len(trained) == 4
 
@@ -69,20 +96,21 @@ def test_lst_clue_smoke(shared_data, tmp_path):
     majority = max(labels.count(v) for v in set(labels)) / len(labels)
     for r in rows:
         assert r["majority"] == pytest.approx(majority)
-        assert 0.0 <= r["dev_accuracy"] <= 1.0 and r["wall_time_s"] > 0
+        assert r["wall_time_s"] > 0
         dev = [x for x in map(json.loads, open(tmp_path / "w" / "runs" / r["run"] /
                                                "metrics.jsonl")) if x["split"] == "dev"]
         assert r["dev_curve"] == [round(x["accuracy"], 4) for x in dev]
+        assert r["dev_accuracy"] == max(x["accuracy"] for x in dev)  # the best logged eval
     full, lst = rows
     assert full["trainable_pct"] == 100.0 and 0 < lst["trainable_pct"] < 50
     corpus = (tmp_path / "w" / "corpus.txt").read_text().splitlines()
     assert len(corpus) > 19484 + 2 * 10000 - 100  # People's Daily + both afqmc sentences
     text = out.read_text()
     assert "| afqmc |" in text and "| lst |" in text and "--config.mask_unit=token" in text
-    c.methods = ("full",)
+    c.variants = ("full",)
     again = lst_clue.run(c, tmp_path / "w")
     assert again[0] == full  # finished rows are read back, not rerun
-    c.learning_rate = "2e-2"  # another learning rate: a new run in a new workdir
+    c.learning_rates.full = (2e-2,)  # another learning rate: a new run in a new workdir
     other = lst_clue.run(c, tmp_path / "w")[0]
     assert other["lr"] == 2e-2 and other["run"] != full["run"]
     assert (tmp_path / "w" / "runs" / other["run"] / "summary.json").exists()

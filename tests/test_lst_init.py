@@ -51,7 +51,8 @@ def test_fisher_is_sum_of_squared_grads():
     batches = [{"input_ids": np.ones((2, 1)), "x": np.array([1.0, 2.0, 3.0]) * k}
                for k in (1, 2, 3)]
     loss = lambda p, b: jnp.sum(p["w"] * b["x"]) ** 2 / 2
-    got = fisher_scores(loss, params, batches, num_examples=4)  # stops after 2 batches
+    got = fisher_scores(loss, params, batches, num_examples=4,  # stops after 2 batches
+                        per_example=False)  # the batch-mean option: one gradient a batch
     want = sum((float(np.dot(np.arange(3.0), b["x"])) * b["x"]) ** 2 for b in batches[:2])
     np.testing.assert_allclose(got["w"], want, rtol=1e-6)
 

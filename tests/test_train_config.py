@@ -48,13 +48,27 @@ def test_finetune_argument():
 
 @pytest.mark.parametrize("arg, error, match", [
     ("task=nope", ValueError, "config.task='nope' unknown"),
-    ("task=cmrc2018", ValueError, "span task"),
     ("model=gau_alpha_huge", ConfigError, "gau_alpha_huge"),
     ("tsk=tnews", ValueError, "tsk=tnews"),
 ])
 def test_finetune_bad_arguments(arg, error, match):
     with pytest.raises(error, match=match):
         finetune.get_config(arg)
+
+
+def test_every_clue_task_has_su_recipe_defaults():
+    # bojone/CLUE-bert4keras src/<task>.py: maxlen, batch_size (x grad accumulation), epochs
+    expected = {"afqmc": (128, 32, 10, 1), "cluewsc2020": (128, 32, 30, 1),
+                "cmrc2018": (512, 32, 10, 2), "c3": (512, 4, 10, 1), "chid": (64, 24, 5, 2),
+                "cluener": (256, 32, 10, 1)}
+    for task in ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl",
+                 "cmrc2018", "c3", "chid", "cluener"):
+        c = finetune.get_config(f"task={task},method=lst")
+        got = (c.max_length, c.batch_size, c.epochs, c.grad_accum_steps)
+        assert got == expected.get(task, (128, 32, 10, 1)), task
+        assert c.total_steps == 0  # from epochs
+    assert finetune.get_config("task=cmrc2018").stride == 128
+    assert finetune.get_config("task=sentiment").total_steps > 0
 
 
 def test_unknown_method_is_an_error_before_anything_is_built():

@@ -16,10 +16,11 @@ Folder: bert_model.ckpt.{index,data-*} (TensorFlow tensor bundle, read without T
     GAU_alpha/encoder/layer_i/gau/{q,k}_scaleoffset/gamma [s]       → gau/{q,k}_scale/scale
     (…/bias and …/beta when use_bias.) The MLM head is the tied embedding: no tensor of its own.
 
-Caveat: bert4keras' softmax_plus clamps n at 16 — softmax(a·log(max(n,16))/log 512) — while the
-gau-alpha port and gau_jax's default use the unclamped n, so rows with fewer than 16 real tokens
-differ slightly from bert4keras itself. `load_pretrained(path, softmax_plus_min_n=16)` reproduces
-bert4keras exactly; the default keeps parity with the PyTorch port.
+softmax_plus's clamp: softmax(a·log(max(n, m))/log 512). The released GAU-α was trained with
+bert4keras 0.11.3, whose attention_normalize has m = 1 — the default here, which also matches
+the gau-alpha PyTorch port. bert4keras commits of March 2023 raised m to 2, then 16, so today's
+bert4keras differs on rows with fewer than 16 real tokens; `load_pretrained(path,
+softmax_plus_min_n=16)` reproduces it.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ class GauClue(tfds.core.GeneratorBasedBuilder):
     """CLUE tasks from a local folder in CLUE's layout (see module docstring)."""
 
     name = "gau_clue"
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "CMRC2018 answer texts checked against answer_start."}
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=t, description=f"CLUE {t}")
                        for t in CLUE_TASKS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

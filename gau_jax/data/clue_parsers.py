@@ -7,9 +7,13 @@ with the row's own id kept in `idx`; ids must be unique within a split). Traps h
 `label_des` are ignored (label ids are the class names); C3 and CMRC2018 are whole JSON documents
 (CRLF accepted); ChID is FewCLUE's variant (one `#idiom#` blank, 7 candidates, int answer);
 CLUENER spans have inclusive ends (converted to exclusive `end`, checked against the text);
-CLUEWSC2020 span offsets are checked against the text. Every offset is checked to lie inside its
-text. A bad row raises DataError naming file, line and field; with bad_rows="skip" it is skipped
-and counted in `stats["skipped"]` instead (a malformed C3/CMRC2018 document still raises).
+CLUEWSC2020 span offsets are checked against the text; a C3 answer must be one of its choices; a
+CMRC2018 answer's text must be at its `answer_start` (or the start be -1). Every offset is checked
+to lie inside its text. A bad row raises DataError naming file, line (C3 / CMRC2018: document and
+question id) and field; with bad_rows="skip" it is skipped and counted in `stats["skipped"]`
+instead (a malformed C3/CMRC2018 document still raises). A CMRC2018 answer not at its
+`answer_start` is not skipped with its question: its position is dropped (`answer_start` -1, the
+text stays a gold answer for EM/F1) and counted in `stats["skipped"]`.
 """
 
 from __future__ import annotations
@@ -119,8 +123,10 @@ def _cluener(spec: TaskSpec, path: pathlib.Path, line: int, row: dict, split: st
                           and all(isinstance(v, int) and not isinstance(v, bool) for v in span)
                           and 0 <= span[0] <= span[1] < len(text))
                     if not ok or text[span[0]:span[1] + 1] != name:
-                        raise DataError(path, f"span {span!r} does not give {name!r} "
-                                              "(end is inclusive)", line=line,
+                        found = (f"gives {text[span[0]:span[1] + 1]!r}" if ok else
+                                 f"is not [start, end] inside the text (length {len(text)})")
+                        raise DataError(path, f"span {span!r} does not give {name!r}: it "
+                                              f"{found} (end is inclusive)", line=line,
                                         field=f"label.{etype}.{name}")
                     entities.append({"type": etype, "start": span[0],
                                      "end": span[1] + 1, "text": name})
@@ -167,7 +173,8 @@ def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Count
                 if qa.get("answer") is not None or split != "test":
                     answer = get_field(qa, "answer", path, None, where=fld)
                     if answer not in choice:
-                        raise DataError(path, f"answer {answer!r} is not one of the choices "
+                        raise DataError(path, f"document {doc[2]!r} question {q}: answer "
+                                              f"{answer!r} is not one of the choices "
                                               f"{choice!r}", field=f"{fld}.answer")
                     label = choice.index(answer)
                 else:
@@ -181,7 +188,8 @@ def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Count
                                            "answer": answer, "label": label}
 
 
-def _cmrc2018_qa(qa: Any, context: str, path: pathlib.Path, split: str, fld: str) -> Example:
+def _cmrc2018_qa(qa: Any, context: str, path: pathlib.Path, split: str, fld: str,
+                 on_bad: OnBad) -> Example:
     question = get_field(qa, "question", path, None, where=fld)
     qid = get_field(qa, "id", path, None, (str, int), where=fld)
     answers = qa.get("answers", [])
@@ -193,12 +201,23 @@ def _cmrc2018_qa(qa: Any, context: str, path: pathlib.Path, split: str, fld: str
     for k, x in enumerate(answers):
         where = f"{fld}.answers[{k}]"
         text = get_field(x, "text", path, None, where=where)
+        if not text.strip():
+            raise DataError(path, f"question {qid!r}: empty answer text", field=f"{where}.text")
         start = x.get("answer_start", -1)
         if not isinstance(start, int) or isinstance(start, bool) or not (
                 start == -1 or 0 <= start <= len(context)):
-            raise DataError(path, f"answer_start {start!r} is not -1 or an offset into the "
-                                  f"context (length {len(context)})",
+            raise DataError(path, f"question {qid!r}: answer_start {start!r} is not -1 or an "
+                                  f"offset into the context (length {len(context)})",
                             field=f"{where}.answer_start")
+        if start >= 0 and context[start:start + len(text)] != text:
+            # raise, or (bad_rows="skip") count it and keep the text as a gold reference
+            # without a position: EM/F1 read answer texts, training needs positions.
+            report(on_bad, DataError(
+                path, f"question {qid!r}: answer text {text!r} is not at answer_start {start} "
+                      f"(found {context[start:start + len(text)]!r}); bad_rows='skip' keeps "
+                      "the text as a reference answer without a position",
+                field=f"{where}.answer_start"))
+            start = -1
         out.append({"text": text, "answer_start": start})
     return {"id": str(qid), "context": context, "question": question, "answers": out}
 
@@ -225,7 +244,7 @@ def _cmrc2018(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections
                 continue
             for q, qa in enumerate(qas):
                 try:
-                    ex = _cmrc2018_qa(qa, context, path, split, f"{where}.qas[{q}]")
+                    ex = _cmrc2018_qa(qa, context, path, split, f"{where}.qas[{q}]", on_bad)
                     ids.check(ex["id"], path, None, field=f"{where}.qas[{q}].id")
                 except DataError as e:
                     report(on_bad, e)

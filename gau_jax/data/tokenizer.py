@@ -158,6 +158,14 @@ class ChineseTokenizer:
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         return [_wrap(e) for e in self._truncating(max_len).encode_batch(inputs)]
 
+    def encode_pieces(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of `text` without [CLS]/[SEP] and each token's (start, end) character span
+        in the *original* text (normalisation is tracked: lower-casing, full-width forms and
+        removed whitespace/control characters do not shift offsets), so that
+        `text[offsets[i][0]:offsets[j][1]]` is the exact original substring of tokens i..j."""
+        enc = self._tok.encode(text, add_special_tokens=False)
+        return list(enc.ids), [tuple(o) for o in enc.offsets]
+
     def tokenize(self, text: str) -> list[str]:
         return self._tok.encode(text, add_special_tokens=False).tokens
 

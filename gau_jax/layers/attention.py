@@ -2,7 +2,10 @@
 
 Logits a_ij = q_i·k_j/√k; keys with mask 0 are removed first. With n_i = number of visible keys of
 row i (the sample's real length, clamped to ≥ 1), or a fixed n when `fixed_n` > 0; `plus_min_n`
-clamps n from below for softmax_plus only (bert4keras, which trained the released GAU-α, uses 16):
+clamps n from below for softmax_plus only. The released GAU-α was trained with bert4keras 0.11.3,
+whose attention_normalize clamps n at 1; bert4keras commits of March 2023 raised the clamp to 2,
+then 16. So plus_min_n = 1 (the default) reproduces the release and the PyTorch port, 16 today's
+bert4keras:
 
     softmax       A_ij = softmax_j(a_ij)
     softmax_plus  A_ij = softmax_j(a_ij · log(n_i)/log(512))     (= softmax at n_i = 512)
@@ -26,7 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gau_jax.layers.rope import apply_rope
+from gau_jax.layers.fused_attention import fused_attention, use_fused
+from gau_jax.layers.rope import apply_rope, inverse_frequencies
 
 NORMALIZATIONS = ("softmax", "softmax_plus", "relu2")
 
@@ -67,6 +71,8 @@ class MultiHeadAttention(nn.Module):
     rope_base: float = 10000.0
     dtype: jnp.dtype = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
+    attention_impl: str = "xla"  # "xla" | "cudnn" | "auto" (fused_attention.py)
+    rope_param: bool = False  # RoPE's θ as a frozen param "rope_inv_freq" [h, k/2] (LST side)
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, positions: jnp.ndarray | None = None,
@@ -82,7 +88,15 @@ class MultiHeadAttention(nn.Module):
         q = dense(h * k, "query")(x).reshape(b, n, h, k)
         kk = dense(h * k, "key")(x).reshape(b, n, h, k)
         v = dense(h * k, "value")(x).reshape(b, n, h, k)
-        q, kk = apply_rope(q, positions, self.rope_base), apply_rope(kk, positions, self.rope_base)
+        inv = None if not self.rope_param else self.param(  # θ per head (a pruned init's)
+            "rope_inv_freq", lambda _: jnp.tile(inverse_frequencies(k, self.rope_base), (h, 1)))
+        q, kk = (apply_rope(q, positions, self.rope_base, inv),
+                 apply_rope(kk, positions, self.rope_base, inv))
+        if use_fused(self.attention_impl, self.normalization, 0,
+                     not deterministic and self.dropout_rate > 0, self.dtype):
+            out = fused_attention(q, kk, v, mask, self.normalization, self.fixed_n,
+                                  self.plus_min_n).reshape(b, n, h * k)
+            return dense(d, "output")(out)
         scores = jnp.einsum("bqhk,bmhk->bhqm", q, kk, preferred_element_type=jnp.float32)
         probs = normalize_attention(scores / math.sqrt(k), mask[:, None, None, :],
                                     self.normalization, self.fixed_n, self.plus_min_n)

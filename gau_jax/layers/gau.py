@@ -9,7 +9,8 @@ With `chunk_size` c > 0 it is FLASH's mixed chunk attention, linear in n: the se
 chunks of c tokens (padded at the end), and with two more ScaleOffsets of the shared Z,
 
     O_quad = normalise(Q Kᵀ/√s restricted to the query's own chunk) V
-    O_lin  = Q_lin (K_linᵀ V) / n          (over all real tokens; n = the sample's real length)
+    O_lin  = Q_lin (K_linᵀ V) / n          (over all real tokens; n = the sample's real length,
+                                            counted in float32)
     O = (U ⊙ (O_quad + O_lin)) W_o
 
 Hua et al. 2022, "Transformer Quality in Linear Time" (FLASH), arXiv:2202.10447; Su's post
@@ -25,8 +26,15 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from gau_jax.layers.attention import normalize_attention
+from gau_jax.layers.fused_attention import fused_attention, use_fused
 from gau_jax.layers.norms import ScaleOffset
-from gau_jax.layers.rope import apply_rope
+from gau_jax.layers.rope import apply_rope, inverse_frequencies
+
+
+def real_lengths(mask: jnp.ndarray) -> jnp.ndarray:
+    """n of each row, max(Σ mask, 1), counted in float32 whatever the mask's dtype (bfloat16 has
+    8 mantissa bits: summed in bfloat16, a length of 1001 comes out as 1000)."""
+    return jnp.maximum(jnp.sum(mask.astype(jnp.float32), axis=-1), 1.0)
 
 
 class GatedAttentionUnit(nn.Module):
@@ -43,14 +51,25 @@ class GatedAttentionUnit(nn.Module):
     rope_base: float = 10000.0
     dtype: jnp.dtype = jnp.float32
     kernel_init: Callable = nn.initializers.lecun_normal()
+    attention_impl: str = "xla"  # "xla" | "cudnn" | "auto" (fused_attention.py)
+    rope_param: bool = False  # RoPE's θ as a frozen param "rope_inv_freq" [s/2] (LST side blocks)
 
     def _dense(self, features: int, name: str) -> nn.Dense:
         return nn.Dense(features, use_bias=self.use_bias, dtype=self.dtype,
                         param_dtype=jnp.float32, kernel_init=self.kernel_init, name=name)
 
-    def _qk(self, z: jnp.ndarray, name: str, positions: jnp.ndarray | None) -> jnp.ndarray:
+    def _qk(self, z: jnp.ndarray, name: str, positions: jnp.ndarray | None,
+            inv_freq: jnp.ndarray | None = None) -> jnp.ndarray:
         y = ScaleOffset(self.use_bias, self.dtype, name=name)(z)
-        return apply_rope(y, positions, self.rope_base)
+        return apply_rope(y, positions, self.rope_base, inv_freq)
+
+    def _inv_freq(self) -> jnp.ndarray | None:
+        """rope_param: the θ_i as a parameter (init base^(−2i/s); a pruned init overwrites it
+        with the trunk's θ of the kept pairs; never trained: gau_jax/models/lst.py)."""
+        if not self.rope_param:
+            return None
+        return self.param("rope_inv_freq", lambda _: inverse_frequencies(self.key_size,
+                                                                          self.rope_base))
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, mask: jnp.ndarray, positions: jnp.ndarray | None = None,
@@ -59,17 +78,23 @@ class GatedAttentionUnit(nn.Module):
         e, s = self.expansion, self.key_size
         uvz = nn.swish(self._dense(2 * e + s, "uvz")(x))
         u, v, z = jnp.split(uvz, [e, 2 * e], axis=-1)
-        q, k = self._qk(z, "q_scale", positions), self._qk(z, "k_scale", positions)
+        inv = self._inv_freq()
+        q, k = self._qk(z, "q_scale", positions, inv), self._qk(z, "k_scale", positions, inv)
         dropout = nn.Dropout(self.dropout_rate)
-        if self.chunk_size <= 0:
+        dropout_active = not deterministic and self.dropout_rate > 0
+        if use_fused(self.attention_impl, self.normalization, self.chunk_size, dropout_active,
+                     self.dtype):
+            o = fused_attention(q[:, :, None], k[:, :, None], v[:, :, None], mask,
+                                self.normalization, self.fixed_n, self.plus_min_n)[:, :, 0]
+        elif self.chunk_size <= 0:
             scores = jnp.einsum("bns,bms->bnm", q, k, preferred_element_type=jnp.float32)
             probs = normalize_attention(scores / math.sqrt(s), mask[:, None, :],
                                         self.normalization, self.fixed_n, self.plus_min_n)
             probs = dropout(probs, deterministic=deterministic)
             o = jnp.einsum("bnm,bme->bne", probs.astype(self.dtype), v)
         else:
-            lin_q = self._qk(z, "lin_q_scale", positions)
-            lin_k = self._qk(z, "lin_k_scale", positions)
+            lin_q = self._qk(z, "lin_q_scale", positions, inv)
+            lin_k = self._qk(z, "lin_k_scale", positions, inv)
             o = self._mixed_chunk(q, k, lin_q, lin_k, v, mask, dropout, deterministic)
         return self._dense(x.shape[-1], "output")(u * o)
 
@@ -91,7 +116,7 @@ class GatedAttentionUnit(nn.Module):
         probs = dropout(probs, deterministic=deterministic)
         quad = jnp.einsum("gnm,gme->gne", probs.astype(self.dtype), vc)
         quad = quad.reshape(b, -1, v.shape[-1])[:, :n]
-        n_real = jnp.maximum(jnp.sum(maskf, axis=1), 1.0)[:, None, None]
+        n_real = real_lengths(mask)[:, None, None]
         kv = jnp.einsum("bns,bne->bse", lin_k * maskf[..., None], v,
                         preferred_element_type=jnp.float32)
         lin = jnp.einsum("bns,bse->bne", lin_q, (kv / n_real).astype(self.dtype))

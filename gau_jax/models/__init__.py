@@ -10,10 +10,11 @@ from gau_jax.models.encoder import (
     stack_layers,
     unstack_layers,
 )
-from gau_jax.models.heads import Classifier
+from gau_jax.models.heads import Classifier, HeadSpec, TaskModel, head_spec
 from gau_jax.models.presets import ConfigError, get_model_config
 
 __all__ = [
-    "Classifier", "ConfigError", "Encoder", "EncoderConfig", "EncoderOutput", "build_encoder",
-    "encoder_config", "get_model_config", "presets", "stack_layers", "unstack_layers",
+    "Classifier", "ConfigError", "Encoder", "EncoderConfig", "EncoderOutput", "HeadSpec",
+    "TaskModel", "build_encoder", "encoder_config", "get_model_config", "head_spec", "presets",
+    "stack_layers", "unstack_layers",
 ]

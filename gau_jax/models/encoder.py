@@ -83,6 +83,7 @@ class EncoderConfig:
     dtype: str
     scan_layers: bool
     remat: str
+    attention_impl: str = "xla"
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -102,6 +103,7 @@ class Block(nn.Module):
     config: EncoderConfig
     deterministic: bool = True
     collect: bool = False  # return the output too (for hidden_states under scan)
+    rope_param: bool = False  # RoPE's θ as a frozen param (LST side blocks: gau_jax/models/lst.py)
 
     def _sublayer(self, x, branch, residual_scale):
         c = self.config
@@ -117,7 +119,8 @@ class Block(nn.Module):
         common = dict(normalization=c.attention_norm, fixed_n=c.attention_fixed_n,
                       plus_min_n=c.softmax_plus_min_n,
                       use_bias=c.use_bias, dropout_rate=c.attention_dropout,
-                      rope_base=c.rope_base, dtype=c.compute_dtype, kernel_init=init)
+                      rope_base=c.rope_base, dtype=c.compute_dtype, kernel_init=init,
+                      attention_impl=c.attention_impl, rope_param=self.rope_param)
         if c.block == "gau":
             gau = GatedAttentionUnit(c.intermediate_size, c.key_size, chunk_size=c.chunk_size,
                                      name="gau", **common)
@@ -229,10 +232,12 @@ def encoder_config(cfg: ml_collections.ConfigDict | dict) -> EncoderConfig:
     unknown = set(cfg.keys()) - fields
     if unknown:
         raise presets.ConfigError(f"unknown model config field(s): {sorted(unknown)}")
-    missing = fields - set(cfg.keys())
+    optional = {f.name for f in dataclasses.fields(EncoderConfig)
+                if f.default is not dataclasses.MISSING}
+    missing = fields - optional - set(cfg.keys())
     if missing:
         raise presets.ConfigError(f"model config lacks field(s): {sorted(missing)}")
-    return EncoderConfig(**{k: cfg[k] for k in fields})
+    return EncoderConfig(**{k: cfg[k] for k in fields if k in cfg})
 
 
 def build_encoder(cfg: ml_collections.ConfigDict | dict | EncoderConfig) -> Encoder:

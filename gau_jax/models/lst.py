@@ -4,7 +4,8 @@ Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient 
 Learning", NeurIPS 2022 (arXiv:2206.06522); Su's additive variant: kexue.fm/archives/9138.
 
 Trunk (any encoder preset, dropout off, forward only): h_0 (embeddings) … h_L, passed through
-`stop_gradient`. Side network of width d_s = d/r with L_s blocks; trunk layer ℓ(i) feeds ladder i
+`stop_gradient`. Side network of width d_s = d/r with L_s blocks (r lowered on small trunks so that
+d_s >= lst.min_side_width: `side_reduction`); trunk layer ℓ(i) feeds ladder i
 (default ℓ(i) = (i+1)·L/L_s − 1, 0-based, so the last ladder reads h_L):
 
     s ← Down_0(h_0)
@@ -14,11 +15,19 @@ Trunk (any encoder preset, dropout off, forward only): h_0 (embeddings) … h_L,
     head:  "side"   logits = Dense(Drop(s[:, 0]))
            "up"     logits = Dense(Drop(Up(s[:, 0])))
            "gated"  logits = Dense(Drop(μ·h_L[:, 0] + (1−μ)·Up(s[:, 0])))   (μ as above)
+    Any task head (gau_jax/models/heads.py, `task_head`) reads the side network's token states
+    t = s | Up(s) | μ·h_L + (1−μ)·Up(s) (per token, as above): classification / multiple choice
+    only t[:, 0] ([CLS]; multiple-choice [b, C, n] inputs run as b·C rows), GlobalPointer (CMRC2018
+    spans, CLUENER entities) every token's t.
 
 SideBlock is `encoder.Block` (RoFormerV2 MHA+FFN, or single-head GAU) with an EncoderConfig of the
 side size, so its init is Su's rule with L_s layers. The trunk's params live under "encoder"
-(where init_from loads) and are frozen: `trainable` masks them out so they get no optimizer state.
-With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
+(where init_from loads) and are frozen: `trainable` masks them out so they get no optimizer state,
+and the train step takes no gradient for them. lst.trunk_dtype = bfloat16 stores (`cast_trunk`)
+and runs the frozen trunk in bfloat16; the side network, its params and the optimizer stay
+float32. Each side block keeps RoPE's θ_i as a frozen param `rope_inv_freq` (base^(−2i/k) for a
+random init; the trunk's θ of the kept pairs after a pruned one, so a pruned side block rotates
+its pairs as the trunk did). With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
 `feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
 
 The side layers run under `lax.scan` (lst.scan_layers; False = unrolled, same math) over their
@@ -45,11 +54,14 @@ from gau_jax.models.encoder import (
     EncoderConfig,
     encoder_config,
 )
+from gau_jax.models.heads import HeadSpec, apply_head, head_inputs
 from gau_jax.models.presets import BLOCKS, ConfigError
 
 FUSIONS = ("gated", "additive")
 HEADS = ("side", "up", "gated")
 INITS = ("random", "fisher", "magnitude")
+FISHER_ESTIMATES = ("per_example", "batch_mean")
+TRUNK_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +72,7 @@ class LSTConfig:
     of the trainer (gau_jax/train/lst.py: pruned init, feature cache)."""
 
     reduction: int = 8                 # r: side width d/r (also FFN / GAU widths / r)
+    min_side_width: int = 32           # small trunks: r lowered so d/r >= this (side_reduction)
     side_layers: int = 0               # L_s (0 = len(ladder_layers), or the trunk's L)
     ladder_layers: tuple[int, ...] = ()  # trunk layers (0-based) feeding ladders; () = default ℓ
     fusion: str = "gated"              # "gated" (paper, μ = sigmoid(α/T)) | "additive" (Su)
@@ -73,11 +86,14 @@ class LSTConfig:
     # Trainer side (gau_jax/train/lst.py).
     init: str = "random"               # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
     fisher_examples: int = 1024        # examples whose squared task-loss grads rank channels
-    fisher_batch_size: int = 8         # rows per gradient (1 = exact per-example Fisher)
+    fisher_estimate: str = "per_example"  # Σ_i (∂ℓ_i/∂θ)² (LST paper) | "batch_mean": Σ_batches
+    #                                    (∂ mean_batch ℓ/∂θ)², faster, biased (cross terms, 1/B²)
+    fisher_batch_size: int = 8         # rows per jitted gradient call (batch_mean: rows averaged)
     cache: bool = False                # train from cached trunk features (built once on disk)
     cache_dir: str = ""                # "" = DIR/feature_cache
     cache_dtype: str = "bfloat16"      # float32 | bfloat16 | float16
     cache_budget_gb: float = 20.0      # refuse to build a cache estimated above this
+    trunk_dtype: str = "bfloat16"      # frozen trunk stored and run in: float32 | bfloat16
 
 
 def lst_config(c: Any = None) -> LSTConfig:
@@ -94,6 +110,9 @@ def lst_config(c: Any = None) -> LSTConfig:
         d["ladder_layers"] = tuple(int(i) for i in d["ladder_layers"])
     if d.get("init", "random") not in INITS:
         raise ConfigError(f"config.lst.init={d['init']!r} unknown; choose one of {INITS}")
+    for key, choices in (("fisher_estimate", FISHER_ESTIMATES), ("trunk_dtype", TRUNK_DTYPES)):
+        if key in d and d[key] not in choices:
+            raise ConfigError(f"config.lst.{key}={d[key]!r} unknown; choose one of {choices}")
     return LSTConfig(**d)
 
 
@@ -121,6 +140,20 @@ def feature_indices(trunk: EncoderConfig, lst: LSTConfig) -> tuple[int, ...]:
     return (0,) + tuple(i + 1 for i in ladder_layers(trunk, lst))
 
 
+def side_reduction(trunk: EncoderConfig, lst: LSTConfig) -> int:
+    """The reduction the side network uses: lst.reduction, unless d/r < lst.min_side_width;
+    then the largest r' < r dividing d and e with d/r' >= min_side_width (1 if none), so the
+    side width is about max(d/r, min_side_width), capped at d. A 64-wide tiny trunk at r = 8
+    would get an 8-wide side (GAU key size 4), which does not learn (README, "Defaults");
+    at base size (d = 768, r = 8 → 96) nothing changes. min_side_width = 0 turns this off."""
+    r, d, e, floor = lst.reduction, trunk.hidden_size, trunk.intermediate_size, \
+        lst.min_side_width
+    if floor <= 0 or d // r >= floor:
+        return r
+    fits = [k for k in range(1, r) if d % k == 0 and e % k == 0 and d // k >= floor]
+    return max(fits, default=1)
+
+
 def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
     """EncoderConfig of the side blocks: width d/r, L_s layers, Su's init rule with L_s."""
     r = lst.reduction
@@ -136,6 +169,7 @@ def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
     if r <= 0 or trunk.hidden_size % r or trunk.intermediate_size % r:
         raise ConfigError(f"config.lst.reduction={r} must divide the trunk's hidden_size="
                           f"{trunk.hidden_size} and intermediate_size={trunk.intermediate_size}")
+    r = side_reduction(trunk, lst)
     d_s, n_side = trunk.hidden_size // r, len(ladder_layers(trunk, lst))
     if lst.side_block == "gau":
         s = trunk.key_size // r if trunk.block == "gau" else min(128, d_s)
@@ -150,6 +184,8 @@ def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
                               "into heads of even size")
         key, norm, order = d_s // heads, "softmax", 2
         inter = trunk.intermediate_size // r if trunk.block == "roformer_v2" else 4 * d_s
+    if lst.side_block == trunk.block:  # the trunk's own attention (what a pruned init copies)
+        norm = trunk.attention_norm
     cfg = dataclasses.asdict(trunk)
     cfg.update(block=lst.side_block, hidden_size=d_s, num_layers=n_side, num_heads=heads,
                intermediate_size=inter, key_size=key, attention_norm=norm, init_order=order,
@@ -158,9 +194,11 @@ def side_config(trunk: EncoderConfig, lst: LSTConfig) -> EncoderConfig:
     return encoder_config(cfg)
 
 
-def frozen_trunk_config(trunk: EncoderConfig) -> EncoderConfig:
-    """The trunk as LST runs it: dropout off, no adapters."""
-    return dataclasses.replace(trunk, hidden_dropout=0.0, attention_dropout=0.0, adapter_size=0)
+def frozen_trunk_config(trunk: EncoderConfig, dtype: str | None = None) -> EncoderConfig:
+    """The trunk as LST runs it: dropout off, no adapters, computing in `dtype` (lst.trunk_dtype;
+    None = the model's)."""
+    return dataclasses.replace(trunk, hidden_dropout=0.0, attention_dropout=0.0, adapter_size=0,
+                               dtype=dtype or trunk.dtype)
 
 
 class LadderSideTuning(nn.Module):
@@ -170,6 +208,7 @@ class LadderSideTuning(nn.Module):
     lst: LSTConfig
     num_classes: int
     use_trunk: bool = True  # False: no trunk params; features must be passed (cached training)
+    task_head: HeadSpec | None = None  # None: classification of num_classes (lst.dropout)
 
     @nn.compact
     def __call__(self, input_ids: jnp.ndarray | None = None,
@@ -178,10 +217,17 @@ class LadderSideTuning(nn.Module):
                  residual_scale: float | jnp.ndarray = 1.0,
                  features: jnp.ndarray | None = None) -> jnp.ndarray:
         cfg, lst = side_config(self.trunk, self.lst), self.lst
+        head = self.task_head or HeadSpec("classification", self.num_classes)
+        head = dataclasses.replace(head, dropout_rate=lst.dropout)
+        if input_ids is not None:
+            input_ids, attention_mask, segment_ids, choices = head_inputs(
+                head, input_ids, attention_mask, segment_ids)
+        else:
+            choices = 0
         indices = feature_indices(self.trunk, lst)
         K, d = len(indices), self.trunk.hidden_size
         if features is None and self.use_trunk:
-            out = Encoder(frozen_trunk_config(self.trunk), name="encoder")(
+            out = Encoder(frozen_trunk_config(self.trunk, lst.trunk_dtype), name="encoder")(
                 input_ids, attention_mask, segment_ids, deterministic=True,
                 output_hidden_states=True, return_logits=False)
             source = jax.lax.stop_gradient(out.hidden_states)           # [L+1, b, n, d]
@@ -205,7 +251,7 @@ class LadderSideTuning(nn.Module):
         s = down(source, 0, kernels[0])
         if self.is_initializing():  # create side_i's params (the loop below reads them)
             for i in range(cfg.num_layers):
-                Block(cfg, name=f"side_{i}")(s, attention_mask, None, scale)
+                Block(cfg, name=f"side_{i}", rope_param=True)(s, attention_mask, None, scale)
         xs = {"block": jax.tree.map(lambda *p: jnp.stack(p), *[
                   self.variables["params"][f"side_{i}"] for i in range(cfg.num_layers)]),
               "down": kernels[1:], "k": jnp.arange(1, K)}
@@ -213,7 +259,7 @@ class LadderSideTuning(nn.Module):
             xs["mu"] = jnp.stack([self.gate(f"gate_{i}") for i in range(cfg.num_layers)])
         if not deterministic:
             xs["rng"] = jax.random.split(self.make_rng("dropout"), cfg.num_layers)
-        block = Block(cfg, deterministic, parent=None)
+        block = Block(cfg, deterministic, parent=None, rope_param=True)
 
         def fuse(s: jnp.ndarray, ladder: jnp.ndarray, x: dict) -> jnp.ndarray:
             """Fusion of ladder i + 1 and SideBlock_i (module docstring)."""
@@ -233,15 +279,15 @@ class LadderSideTuning(nn.Module):
         else:
             for i in range(cfg.num_layers):
                 s, _ = layer(s, jax.tree.map(lambda a, i=i: a[i], xs))
-        cls = s[:, 0]
+        t = s[:, :1] if head.pools_cls else s  # token states the head reads
         if lst.head != "side":
-            cls = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,
-                           kernel_init=su_init(1, 2), name="up")(cls)
+            t = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,
+                         kernel_init=su_init(1, 2), name="up")(t)
         if lst.head == "gated":
             mu = self.gate("head_gate").astype(dt)
-            cls = mu * feature(source, K - 1)[:, 0].astype(dt) + (1 - mu) * cls
-        cls = nn.Dropout(lst.dropout)(cls, deterministic=deterministic)
-        return nn.Dense(self.num_classes, dtype=jnp.float32, name="classifier")(cls)
+            t = mu * feature(source, K - 1)[:, :t.shape[1]].astype(dt) + (1 - mu) * t
+        return apply_head(head, t, attention_mask, deterministic=deterministic,
+                          num_choices=choices)
 
     def gate(self, name: str) -> jnp.ndarray:
         """μ = sigmoid(α/T), α a scalar parameter initialised to 0."""
@@ -264,16 +310,26 @@ def _down(feature, dtype, source: jnp.ndarray, k: jnp.ndarray,
 
 
 def trainable_side(params: Any) -> Any:
-    """Mask: everything except the trunk ("encoder") trains."""
+    """Mask: everything except the trunk ("encoder") and the side blocks' RoPE frequencies
+    (rope_inv_freq: constants, the trunk's θ of the kept pairs after a pruned init) trains."""
     return jax.tree_util.tree_map_with_path(
-        lambda p, _: getattr(p[0], "key", None) != "encoder", params)
+        lambda p, _: getattr(p[0], "key", None) != "encoder"
+        and getattr(p[-1], "key", None) != "rope_inv_freq", params)
+
+
+def cast_trunk(params: Any, lst: Any = None) -> Any:
+    """The params with the frozen trunk ("encoder") stored in lst.trunk_dtype (side untouched)."""
+    dtype = jnp.dtype(lst_config(lst).trunk_dtype)
+    if "encoder" not in params or dtype == jnp.float32:
+        return params
+    return dict(params, encoder=jax.tree.map(lambda x: x.astype(dtype), params["encoder"]))
 
 
 def build_model(model_config: Any, num_classes: int, lst: Any = None,
-                use_trunk: bool = True) -> LadderSideTuning:
+                use_trunk: bool = True, head: HeadSpec | None = None) -> LadderSideTuning:
     """LadderSideTuning for a trunk model config and config.lst (validated here)."""
     trunk = model_config if isinstance(model_config, EncoderConfig) else \
         encoder_config(model_config)
     lcfg = lst_config(lst)
     side_config(trunk, lcfg)  # validate early: errors name the config.lst field
-    return LadderSideTuning(trunk, lcfg, num_classes, use_trunk)
+    return LadderSideTuning(trunk, lcfg, num_classes, use_trunk, head)

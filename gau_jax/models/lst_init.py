@@ -1,7 +1,9 @@
 """Pruned initialisation of the LST side network from its trunk (LST paper, §3.2).
 
-Importance of a weight θ: Fisher  F(θ) = Σ_batches (∂L_task/∂θ)²  over N examples (batches of B
-rows; B = 1 is the exact empirical Fisher), or magnitude |θ|. A matrix's output channel j has
+Importance of a weight θ: the empirical Fisher  F(θ) = Σ_i (∂ℓ_i/∂θ)²  over N examples (ℓ_i the
+task loss of example i, as the LST authors compute it; lst.fisher_estimate = "batch_mean" squares
+the gradient of each batch's mean loss instead, Σ_batches (∂ mean_B ℓ/∂θ)²: B times fewer
+gradients, but cross terms and a 1/B² factor), or magnitude |θ|. A matrix's output channel j has
 importance Σ_i F(W_ij). For every matrix keep the 1/r output channels of largest importance
 (sorted by index); its input rows follow the channels kept upstream:
 
@@ -12,6 +14,11 @@ importance Σ_i F(W_ij). For every matrix keep the 1/r output channels of larges
     gau layer ℓ: U and V share their top e/r channels (U ⊙ AV is elementwise), Z keeps its
       top s/(2r) RoPE pairs (q_scale / k_scale follow Z), output rows follow U/V, columns R
     Down_k = the selection matrix of R (Down(h) = h[:, R]).
+
+    RoPE: a kept pair p of a trunk key size k turned at θ_p = base^(−2p/k); the side block's
+      rope_inv_freq holds these θ of its kept pairs (not its own base^(−2j/(k/r))), so the kept
+      channels' logits Σ_kept q_c·k_c equal the trunk's restricted to them (the side divides by
+      √(k/r), the trunk by √k), and at r = 1 a pruned block is the trunk block exactly.
 
 Side block i starts from trunk layer ℓ(i). Needs side_block = the trunk's block (and, for
 roformer_v2, side_heads = the trunk's heads).
@@ -26,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gau_jax.layers.rope import inverse_frequencies
 from gau_jax.models.encoder import EncoderConfig, unstack_layers
 from gau_jax.models.lst import LSTConfig, ladder_layers, side_config
 from gau_jax.models.presets import ConfigError
@@ -62,15 +70,40 @@ def magnitude_scores(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda x: np.abs(np.asarray(x, np.float32)), params)
 
 
+def _per_example_squares(loss_fn: Callable[[PyTree, dict], jax.Array]) -> Callable:
+    """(params, batch) -> Σ_i (∂ loss_fn(params, row i)/∂θ)², one row at a time (lax.scan: the
+    memory of one gradient, not of B)."""
+    grad = jax.grad(loss_fn)
+
+    def squares(params, batch):
+        rows = jax.tree_util.tree_map(lambda x: x[:, None], batch)  # [B, 1, ...]
+
+        def add(total, row):
+            g = grad(params, row)
+            return jax.tree_util.tree_map(lambda t, x: t + jnp.square(x.astype(jnp.float32)),
+                                          total, g), None
+
+        zero = jax.tree_util.tree_map(lambda x: jnp.zeros(jnp.shape(x), jnp.float32), params)
+        return jax.lax.scan(add, zero, rows)[0]
+
+    return squares
+
+
 def fisher_scores(loss_fn: Callable[[PyTree, dict], jax.Array], params: PyTree,
-                  batches: Iterable[dict], num_examples: int = 1024) -> PyTree:
-    """Σ over batches of (∂ loss_fn(params, batch)/∂θ)², until num_examples rows are seen."""
-    grad = jax.jit(jax.grad(loss_fn))
+                  batches: Iterable[dict], num_examples: int = 1024,
+                  per_example: bool = True) -> PyTree:
+    """Σ_i (∂ loss_fn(params, row i)/∂θ)² over the rows of `batches` (per_example), or
+    Σ_batches (∂ loss_fn(params, batch)/∂θ)², until num_examples rows are seen."""
+    if per_example:
+        step = jax.jit(_per_example_squares(loss_fn))
+    else:
+        grad = jax.grad(loss_fn)
+        step = jax.jit(lambda p, b: jax.tree_util.tree_map(
+            lambda x: jnp.square(x.astype(jnp.float32)), grad(p, b)))
     total, seen = jax.tree_util.tree_map(lambda x: np.zeros(np.shape(x), np.float32), params), 0
     for batch in batches:
-        g = grad(params, batch)
-        total = jax.tree_util.tree_map(lambda t, x: t + np.square(np.asarray(x, np.float32)),
-                                       total, g)
+        g = step(params, batch)
+        total = jax.tree_util.tree_map(lambda t, x: t + np.asarray(x, np.float32), total, g)
         seen += int(np.shape(batch["input_ids"])[0])
         if seen >= num_examples:
             break
@@ -107,6 +140,7 @@ def _prune_layer(w: dict, s: dict, trunk: EncoderConfig, side: EncoderConfig,
         g = w["gau"]
         return {"gau": {"uvz": d_kernel(g["uvz"]["kernel"], res,
                                         np.concatenate([uv, e + uv, 2 * e + z])),
+                        "rope_inv_freq": _kept_frequencies(z, trunk),
                         "q_scale": {"scale": np.asarray(g["q_scale"]["scale"])[z]},
                         "k_scale": {"scale": np.asarray(g["k_scale"]["scale"])[z]},
                         "output": d_kernel(g["output"]["kernel"], uv, res)}}
@@ -115,13 +149,21 @@ def _prune_layer(w: dict, s: dict, trunk: EncoderConfig, side: EncoderConfig,
                   top_pairs)
     v = per_head(_cols(sa["value"]["kernel"]), h, side.key_size, top_channels)
     f = top_channels(_cols(s["ffn"]["intermediate"]["kernel"]), side.intermediate_size)
-    attn = {"query": d_kernel(a["query"]["kernel"], res, qk),
+    attn = {"rope_inv_freq": _kept_frequencies(qk.reshape(h, -1) % trunk.key_size, trunk),
+            "query": d_kernel(a["query"]["kernel"], res, qk),
             "key": d_kernel(a["key"]["kernel"], res, qk),
             "value": d_kernel(a["value"]["kernel"], res, v),
             "output": d_kernel(a["output"]["kernel"], v, res)}
     ffn = {"intermediate": d_kernel(w["ffn"]["intermediate"]["kernel"], res, f),
            "output": d_kernel(w["ffn"]["output"]["kernel"], f, res)}
     return {"attention": attn, "ffn": ffn}
+
+
+def _kept_frequencies(channels: np.ndarray, trunk: EncoderConfig) -> np.ndarray:
+    """θ_p = base^(−2p/k) of the trunk pairs p = channel // 2 that `channels` (whole pairs, [..., 2m],
+    indices inside one head of key size k) keep: shape [..., m]."""
+    pairs = np.asarray(channels)[..., 0::2] // 2
+    return np.asarray(inverse_frequencies(trunk.key_size, trunk.rope_base))[pairs]
 
 
 def d_kernel(w, rows, cols) -> dict:

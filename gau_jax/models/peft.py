@@ -1,9 +1,11 @@
 """Parameter-efficient fine-tuning baselines beside LST (plugged in by gau_jax/train/methods.py).
 
-    lora     W' = W + (α/r)·A·B on the chosen encoder kernels (A [in, r] ~ N(0, 1/in), B = 0, so
-             the model is unchanged at step 0); the merged kernels are built from the frozen
-             trunk before each forward. Trainable: A, B and the classifier.
-             Hu et al., "LoRA", arXiv:2106.09685.
+    lora     y = x·W + (α/r)·(x·A)·B on the chosen encoder kernels (A [in, r] ~ N(0, 1/in),
+             B = 0, so the model is unchanged at step 0), run unmerged: the frozen W only enters
+             x·W, so the train step computes no [in, out] weight gradient for it (a merged
+             W + (α/r)·A·B would need the full xᵀ·dy to reach A and B). `merge_lora` gives the
+             merged kernels (= the same function) for export / inference. Trainable: A, B and
+             the classifier. Hu et al., "LoRA", arXiv:2106.09685.
     adapter  Houlsby adapters after each sublayer (model.adapter_size; up-projection = 0, so the
              identity at init). Trainable: adapters and the classifier. arXiv:1902.00751.
     bitfit   Only biases and the classifier train (Ben Zaken et al., arXiv:2106.10199). The
@@ -24,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from gau_jax.models.heads import Classifier
+from gau_jax.models.heads import HEAD_PARAMS, Classifier
 from gau_jax.models.tree import path_names
 
 ADAPTER_SIZE = 64  # default Houlsby bottleneck width (config.adapter_size)
@@ -68,11 +70,45 @@ class LoRA(nn.Module):
                                               (*lead, self.rank, d_out), jnp.float32)
         if len(lora) == 1:
             raise ValueError(f"config.lora.targets={self.targets} matches no encoder kernel")
-        params = merge_lora(lora, self.alpha)
+        params = dict(base, encoder=_with_factors(base["encoder"], lora))
         rngs = {} if deterministic else {"dropout": self.make_rng("dropout")}
-        return inner.apply({"params": params}, input_ids, attention_mask, segment_ids,
+        with nn.intercept_methods(_unmerged_dense(self.alpha / self.rank)):
+            return inner.apply({"params": params}, input_ids, attention_mask, segment_ids,
                                deterministic=deterministic, residual_scale=residual_scale,
                                rngs=rngs)
+
+
+_A, _B = "lora_A", "lora_B"  # where the factors sit beside a Dense's kernel inside the forward
+
+
+def _with_factors(encoder: dict, lora: dict) -> dict:
+    """The encoder params with A, B of every "<path>/A", "<path>/B" placed beside <path>/kernel
+    (as lora_A, lora_B: a scanned stack slices them with its kernel)."""
+    def place(tree: dict, names: list[str], a, b) -> dict:
+        if not names:
+            return dict(tree, **{_A: a, _B: b})
+        return dict(tree, **{names[0]: place(tree[names[0]], names[1:], a, b)})
+
+    for key in (k for k in lora if k.endswith("/A")):
+        encoder = place(encoder, key[:-2].split("/"), lora[key], lora[key[:-2] + "/B"])
+    return encoder
+
+
+def _unmerged_dense(scale: float):
+    """Flax interceptor: a Dense holding lora_A / lora_B returns x·W (+ b) + scale·(x·A)·B."""
+
+    def interceptor(next_fun, args, kwargs, context):
+        m = context.module
+        y = next_fun(*args, **kwargs)
+        if not (isinstance(m, nn.Dense) and context.method_name == "__call__"
+                and m.has_variable("params", _A)):
+            return y
+        dt = m.dtype or args[0].dtype
+        a, b = m.get_variable("params", _A), m.get_variable("params", _B)
+        low = (args[0].astype(dt) @ a.astype(dt)) @ b.astype(dt)
+        return y + (scale * low).astype(y.dtype)
+
+    return interceptor
 
 
 def _mask(pred):
@@ -85,9 +121,10 @@ def is_adapter(names: tuple[str, ...]) -> bool:
 
 
 # Trainable masks (True = trains). The trunk of LoRA sits at ("base", "encoder").
-lora_trainable = _mask(lambda n: n[0] != "base" or n[1] == "classifier")
-adapter_trainable = _mask(lambda n: n[0] == "classifier" or is_adapter(n))
-bitfit_trainable = _mask(lambda n: n[0] == "classifier" or n[-1] == "bias")
+# The task head (HEAD_PARAMS: "classifier" or "global_pointer") always trains.
+lora_trainable = _mask(lambda n: n[0] != "base" or n[1] in HEAD_PARAMS)
+adapter_trainable = _mask(lambda n: n[0] in HEAD_PARAMS or is_adapter(n))
+bitfit_trainable = _mask(lambda n: n[0] in HEAD_PARAMS or n[-1] == "bias")
 
 
 def adapter_config(model_config: Any, adapter_size: int) -> ml_collections.ConfigDict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from gau_jax.layers.attention import NORMALIZATIONS
+from gau_jax.layers.fused_attention import FUSED_NORMALIZATIONS, IMPLEMENTATIONS
 
 BLOCKS = ("roformer_v2", "gau")
 DTYPES = ("float32", "bfloat16")
@@ -32,7 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.key_size = 64                 # MHA head size (= hidden/heads) or GAU s
     c.attention_norm = "softmax"    # "softmax" | "softmax_plus" | "relu2"
     c.attention_fixed_n = 0         # 0: n = row's visible keys; > 0: a fixed n for the scale
-    c.softmax_plus_min_n = 1        # softmax_plus scale uses max(n, this); bert4keras used 16
+    c.softmax_plus_min_n = 1        # softmax_plus uses max(n, this): 1 = bert4keras 0.11.3, which
+    #                                 trained GAU-α (and the PyTorch port); 16 = bert4keras since
+    #                                 March 2023 (layers/attention.py)
     c.hidden_dropout = 0.1          # dropout on embeddings and residual branches
     c.attention_dropout = 0.1       # dropout on attention probabilities
     c.norm_eps = 1e-12              # ε of the parameter-free RMS norm
@@ -45,6 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dtype = "float32"             # compute dtype; parameters, norms and softmax stay float32
     c.scan_layers = True            # nn.scan over identical layers (compile once)
     c.remat = "none"                # "none" | "full" | "dots" (save matmul outputs only)
+    c.attention_impl = "xla"        # "xla" | "cudnn" (jax.nn.dot_product_attention) | "auto"
     return c
 
 
@@ -88,9 +92,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         if not 0.0 <= float(cfg[field]) < 1.0:
             raise ConfigError(f"model.{field} must be in [0, 1), got {cfg[field]}")
     choices = {"block": BLOCKS, "attention_norm": NORMALIZATIONS, "dtype": DTYPES,
-               "remat": REMAT_POLICIES}
+               "remat": REMAT_POLICIES, "attention_impl": IMPLEMENTATIONS}
     for field, allowed in choices.items():
-        if cfg[field] not in allowed:
+        if cfg.get(field, allowed[0]) not in allowed:
             raise ConfigError(f"model.{field}={cfg[field]!r} unknown; choose one of {allowed}")
     if cfg.block == "roformer_v2" and cfg.hidden_size % cfg.num_heads:
         raise ConfigError(f"model.hidden_size={cfg.hidden_size} is not divisible by "
@@ -102,6 +106,17 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"model.key_size={cfg.key_size} is odd: RoPE rotates pairs of dims")
     if cfg.chunk_size and cfg.block != "gau":
         raise ConfigError("model.chunk_size > 0 (mixed chunk attention) needs model.block='gau'")
+    if cfg.get("attention_impl", "xla") == "cudnn":
+        if cfg.attention_norm not in FUSED_NORMALIZATIONS:
+            raise ConfigError(f"model.attention_impl='cudnn' computes {FUSED_NORMALIZATIONS} "
+                              f"only; model.attention_norm={cfg.attention_norm!r} needs 'xla'")
+        if cfg.chunk_size:
+            raise ConfigError(f"model.attention_impl='cudnn' cannot run mixed chunk attention "
+                              f"(model.chunk_size={cfg.chunk_size}); use 'xla' or 'auto'")
+        if cfg.attention_dropout:
+            raise ConfigError(f"model.attention_impl='cudnn' has no attention dropout; set "
+                              f"model.attention_dropout=0 (is {cfg.attention_dropout}) or use "
+                              "'auto'")
     if not cfg.norm_eps > 0:
         raise ConfigError(f"model.norm_eps must be > 0, got {cfg.norm_eps}")
 

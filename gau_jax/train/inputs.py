@@ -5,9 +5,16 @@
               train = endless whole-word-masked batches of the corpus minus dev_documents;
               dev = fixed masked batches of the first dev_documents documents.
     finetune: init_from (any folder gau_jax.pretrained.load reads) or the preset → the method's
-              plugin (gau_jax/train/methods.py) builds the model, its trainable mask and any
-              input hook; loss = cross-entropy on labels (classification_sums_fn);
+              plugin (gau_jax/train/methods.py) builds the model (trunk + the task kind's head),
+              its trainable mask and any input hook; loss sums by head kind
+              (gau_jax/train/step.py sums_fn_for: cross-entropy on labels, over choices, or
+              GlobalPointer's multilabel cross-entropy on span_labels);
               train = shuffled, repeated epochs; dev = one pass, last batch padded (weight 0).
+              Multiple-choice, span and NER tasks read the feature rows of
+              gau_jax/data/task_features.py (windows, offsets, truncation counts printed);
+              span / NER dev evaluations also decode the predictions and score them with
+              CLUE's metric (gau_jax/train/decode.py: `dev_eval`), which keep_best compares
+              (`best_metric`: EM for cmrc2018, F1 for cluener, accuracy otherwise).
 
 `build_inputs` never changes the config it is given: it works on `resolve_config`'s copy, fills
 in what the run derives (the vocabulary size, init_from's model config with the user's
@@ -23,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -37,8 +45,8 @@ from gau_jax.data import pipeline, sources
 from gau_jax.data.tasks import check_task
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
 from gau_jax.models import build_encoder, presets, unstack_layers
-from gau_jax.train import methods
-from gau_jax.train.step import SumsFn, classification_sums_fn, mlm_sums_fn
+from gau_jax.train import decode, methods
+from gau_jax.train.step import SumsFn, mlm_sums_fn, sums_fn_for
 
 
 class BatchIterator(Protocol):
@@ -63,6 +71,9 @@ class Inputs:
     label_names: tuple[str, ...] = ()  # classification: label id → name (DIR/labels.json)
     config: ml_collections.ConfigDict | None = None  # the resolved run config
     data_sizes: dict[str, int] = dataclasses.field(default_factory=dict)  # for the start block
+    dev_eval: Callable[[Any], dict[str, float]] | None = None  # params → CLUE dev metrics
+    best_metric: str = "accuracy"  # the dev metric keep_best compares (em, f1, accuracy)
+    features: dict[str, Any] = dataclasses.field(default_factory=dict)  # split → Features
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -171,18 +182,68 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
     num_classes = config.num_classes or spec.num_classes
     built = method.build(config, config.model, num_classes)
     config.model = built.model_config  # what was built (e.g. with adapters, or biases)
+    head = methods.head_of(config, num_classes)
+    features = {}
+    if spec.kind != "classification":
+        features = {s: task_features(spec, splits[s], tok, config) for s in ("train", "dev")}
+        if jax.process_index() == 0:
+            for s, f in features.items():
+                print(f.describe(f"{spec.name} {s}"), flush=True)
     common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads)
-    train = iter(pipeline.classification_dataset(splits["train"], tok, spec, train=True,
-                                                 seed=config.seed, **common))
-    dev = lambda: pipeline.classification_dataset(splits["dev"], tok, spec, train=False,
-                                                  **common)
-    inputs = Inputs(model=built.model, sums_fn=classification_sums_fn(built.model), train=train,
+    train = iter(task_batches(spec, splits["train"], tok, features.get("train"), train=True,
+                              seed=config.seed, **common))
+    dev = lambda: task_batches(spec, splits["dev"], tok, features.get("dev"), train=False,
+                               **common)
+    sizes = {s: len(rows) for s, rows in splits.items()}
+    train_rows = len(features["train"]) if features else len(splits["train"])
+    if config.total_steps <= 0:  # epochs × steps per epoch of the featurised train split
+        config.total_steps = int(config.epochs) * math.ceil(train_rows / config.batch_size)
+        if jax.process_index() == 0:
+            print(f"total_steps = {config.epochs} epochs x ceil({train_rows} train rows / "
+                  f"batch {config.batch_size}) = {config.total_steps}", flush=True)
+    sizes.update({f"{s} rows": len(f) for s, f in features.items()})
+    inputs = Inputs(model=built.model, sums_fn=sums_fn_for(head.kind, built.model), train=train,
                     dev_batches=dev, trainable=built.trainable, pretrained=trunk,
                     encoder_path=built.encoder_path, keep_fresh=built.keep_fresh,
                     model_config=built.model_config, tokenizer=tok,
                     label_names=tuple(spec.label_names), config=config,
-                    data_sizes={s: len(rows) for s, rows in splits.items()})
+                    data_sizes=sizes, features=features,
+                    best_metric=decode.best_metric(config.task))
+    if spec.kind in ("span", "ner"):
+        inputs.dev_eval = decode.DevEval(built.model, spec, splits["dev"], features["dev"],
+                                         tok, config)
     if method.prepare is not None:
         inputs = method.prepare(inputs, config, workdir, splits, spec)
     return inputs
+
+
+def task_features(spec, examples, tok: ChineseTokenizer, config) -> Any:
+    """Feature rows of a multiple-choice / span / NER split (gau_jax/data/task_features.py),
+    with the config's lengths: max_length, stride, max_question_length (CMRC2018 windows) and
+    truncate (C3 / ChID contexts)."""
+    from gau_jax.data import task_pipeline
+
+    if spec.kind == "span":
+        kw = dict(max_len=config.max_length, stride=config.get("stride", 128),
+                  max_question_len=config.get("max_question_length", 64))
+    elif spec.kind == "ner":
+        kw = dict(max_len=config.max_length)
+    else:
+        kw = dict(max_len=config.max_length, truncate=config.get("truncate", "keep_head"))
+    return task_pipeline.build_features(spec.name, examples, tok, **kw)
+
+
+def task_batches(spec, examples, tok: ChineseTokenizer, features: Any = None, *, train: bool,
+                 batch_size: int, max_len: int, seed: int = 0, pad_multiple: int = 32,
+                 num_threads: int = 4, shard_index: int | None = None,
+                 shard_count: int | None = None) -> Iterable[dict[str, Any]]:
+    """Batches of a split for any task kind: classification from the examples, the others from
+    their Features (train: shuffled, repeated; else one ordered pass with weight-0 filler)."""
+    kw = dict(batch_size=batch_size, train=train, seed=seed, pad_multiple=pad_multiple,
+              num_threads=num_threads, shard_index=shard_index, shard_count=shard_count)
+    if spec.kind == "classification":
+        return pipeline.classification_dataset(examples, tok, spec, max_len=max_len, **kw)
+    from gau_jax.data import task_pipeline
+
+    return task_pipeline.task_dataset(features, **kw)

@@ -91,6 +91,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f"{tuple(partition.PARALLEL)}")
     for field in ("total_steps", "batch_size", "grad_accum_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_consecutive_skips"):
+        if field == "total_steps" and config.kind == "finetune" and config.get("epochs", 0) > 0 \
+                and int(config[field]) == 0:
+            continue  # fine-tuning: total_steps = epochs × steps per epoch (inputs.py)
         if int(config[field]) <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}")
     if config.kind == "finetune":
@@ -211,7 +214,8 @@ class Trainer:
         c, axis = self.config, self.par.axis_name
         train_step = make_train_step(self.sums_fn, self.tx, grad_accum_steps=c.grad_accum_steps,
                                      residual_ramp_steps=c.residual_ramp_steps, axis_name=axis,
-                                     skip_nonfinite=c.skip_nonfinite_updates)
+                                     skip_nonfinite=c.skip_nonfinite_updates,
+                                     trainable=self.inputs.trainable)
         eval_step = make_eval_step(self.sums_fn, residual_ramp_steps=c.residual_ramp_steps,
                                    axis_name=axis)
         self.train_step, self.eval_step = self.par.compile(train_step, eval_step)
@@ -246,7 +250,9 @@ class Trainer:
 
     # --------------------------------------------------------------------------- running
     def evaluate(self) -> dict[str, float]:
-        """Dev metrics from sums over the dev set: loss, accuracy, count."""
+        """Dev metrics from sums over the dev set: loss, accuracy, count; span / NER tasks add
+        their CLUE metrics from decoded predictions (Inputs.dev_eval: em + f1, or f1 +
+        precision + recall, in percent; "accuracy" there = rows predicted exactly)."""
         totals = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
         for i, batch in enumerate(self.inputs.dev_batches()):
             if self.config.eval_batches and i >= self.config.eval_batches:
@@ -255,8 +261,12 @@ class Trainer:
             for k in totals:
                 totals[k] += float(sums[k])
         w = max(totals["weight"], 1e-9)
-        return {"loss": totals["loss"] / w, "accuracy": totals["correct"] / w,
-                "count": totals["weight"]}
+        dev = {"loss": totals["loss"] / w, "accuracy": totals["correct"] / w,
+               "count": totals["weight"]}
+        dev_eval = getattr(self.inputs, "dev_eval", None)
+        if dev_eval is not None:
+            dev.update(dev_eval(self.host_state().params))
+        return dev
 
     def _save(self, step: int, pending: list[dict], last_train: dict) -> None:
         meta = {"step": step, "best": self.best, "pending": pending, "last_train": last_train}
@@ -265,7 +275,8 @@ class Trainer:
     def _maybe_keep_best(self, step: int, dev: dict[str, float]) -> None:
         if not self.config.get("keep_best", False):
             return
-        if self.best is None or dev["accuracy"] > self.best["accuracy"]:
+        name = getattr(self.inputs, "best_metric", "accuracy")  # the task's CLUE metric
+        if self.best is None or dev[name] > self.best.get(name, -math.inf):
             self.best = {"step": step, **dev}
             self.ckpt.save_best(step, self.host_state().params, self.best)
 

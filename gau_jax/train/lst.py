@@ -5,8 +5,13 @@
     prepare  config.lst.init = fisher | magnitude: the side network starts pruned from the trunk
              (gau_jax/models/lst_init.py) — applied as the trainer's post_init hook, after the
              pretrained trunk is in place
+             config.lst.trunk_dtype = bfloat16: the frozen trunk is stored (and run) in
+             bfloat16, cast after the pretrained trunk is loaded (same post_init hook)
              config.lst.cache = True: trunk features are computed once (gau_jax/train/
              feature_cache.py) and the run trains a trunk-less side network on them
+             (classification tasks; the other kinds run the frozen trunk every step)
+Every task kind works: the head (methods.head_of) reads the side network's token states, and
+the Fisher init ranks channels by the gradients of that head's own loss (step.sums_fn_for).
 
 Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
 Learning", NeurIPS 2022 (arXiv:2206.06522).
@@ -20,15 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 
-from gau_jax.data import pipeline
-from gau_jax.models import Classifier, build_encoder
 from gau_jax.models.encoder import encoder_config
 from gau_jax.models.lst import (
     build_model,
+    cast_trunk,
     feature_indices,
     frozen_trunk_config,
     lst_config,
@@ -37,11 +41,15 @@ from gau_jax.models.lst import (
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
 from gau_jax.train import feature_cache, methods
 from gau_jax.train.checkpoint import merge_pretrained
+from gau_jax.train.inputs import task_batches
+from gau_jax.train.step import sums_fn_for
 
 
 def build(config: Any, model_config: Any, num_classes: int) -> methods.Built:
-    """Frozen trunk + side network + head; everything but "encoder" trains."""
-    model = build_model(model_config, num_classes, config.lst)
+    """Frozen trunk + side network + the task's head (methods.head_of: classification, multiple
+    choice, or a GlobalPointer on the side network's token states); all but "encoder" trains."""
+    model = build_model(model_config, num_classes, config.lst,
+                        head=methods.head_of(config, num_classes))
     return methods.Built(model, model_config, trainable_side, ("encoder",))
 
 
@@ -51,17 +59,18 @@ def _pruned_params(inputs, config, trunk_params, train_batches) -> dict:
     trunk = encoder_config(config.model)
     if c.init == "magnitude":
         scores = magnitude_scores(trunk_params)
-    else:
-        clf = Classifier(build_encoder(frozen_trunk_config(trunk)), inputs.model.num_classes)
+    else:  # the task head's loss on the frozen trunk (a fresh head, as at the run's start)
+        spec = methods.head_of(config, inputs.model.num_classes)
+        clf = methods.task_model(frozen_trunk_config(trunk), spec)
         head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
+        sums = sums_fn_for(spec.kind, clf)
 
         def loss(p, b):
-            logits = clf.apply({"params": {"encoder": p, "classifier": head["classifier"]}},
-                               b["input_ids"], b["attention_mask"], b["segment_ids"])
-            return optax.softmax_cross_entropy_with_integer_labels(logits, b["labels"]).mean()
+            s = sums({**head, "encoder": p}, b, None, None, False)
+            return s["loss"] / jnp.maximum(s["weight"], 1e-6)
 
         scores = fisher_scores(loss, trunk_params, _rebatch(train_batches, c.fisher_batch_size),
-                               c.fisher_examples)
+                               c.fisher_examples, per_example=c.fisher_estimate == "per_example")
     return pruned_side_params(trunk_params, scores, trunk, c)
 
 
@@ -75,16 +84,19 @@ def _rebatch(batches, size):
 def prepare(inputs, config, workdir: Path, splits: dict, spec):
     """Applies config.lst.init (pruned side network) and config.lst.cache (module docstring)."""
     c = lst_config(config.lst)
+    if c.cache and spec.kind != "classification":
+        raise ValueError(f"config.lst.cache=True caches classification inputs only; task "
+                         f"{spec.name!r} is a {spec.kind} task: set config.lst.cache=False")
     if c.init == "random" and not c.cache:
-        return inputs
+        return dataclasses.replace(inputs, post_init=_side_init({}, c))
     dummy = np.ones((1, config.max_length), np.int32)
     full = jax.jit(inputs.model.init)(jax.random.PRNGKey(config.seed), dummy)["params"]
     trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
     common = dict(batch_size=config.batch_size, max_len=config.max_length,  # every process
                   pad_multiple=config.pad_multiple, num_threads=config.data_threads,  # sees all
                   shard_index=0, shard_count=1)  # rows: the same pruned init, one cache
-    ordered = {s: list(pipeline.classification_dataset(splits[s], inputs.tokenizer, spec,
-                                                       train=False, **common))
+    ordered = {s: list(task_batches(spec, splits[s], inputs.tokenizer, inputs.features.get(s),
+                                    train=False, **common))
                for s in ("train", "dev")}
     side = {}
     if c.init != "random":
@@ -92,7 +104,7 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
                                                                  ordered["train"]))
     if not c.cache:
-        return dataclasses.replace(inputs, post_init=_side_init(side))
+        return dataclasses.replace(inputs, post_init=_side_init(side, c))
     trunk = encoder_config(config.model)
     idx = feature_indices(trunk, c)
     fp = feature_cache.fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab,
@@ -113,19 +125,20 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     side_full = {k: v for k, v in full.items() if k != "encoder"}  # = the uncached side's init
     return dataclasses.replace(
         inputs, model=model, sums_fn=feature_cache.cached_sums_fn(model), train=train,
-        dev_batches=dev.one_pass, trainable=None, pretrained=None,
+        dev_batches=dev.one_pass, trainable=trainable_side, pretrained=None,
         post_init=_side_init({**side_full, **side}))
 
 
-def _side_init(side: dict):
-    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params."""
-    if not side:
+def _side_init(side: dict, lst: Any = None):
+    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params and
+    stores the frozen trunk in lst.trunk_dtype (models/lst.py: cast_trunk)."""
+    if not side and lst_config(lst).trunk_dtype == "float32":
         return None
 
     def post_init(params):
         for key, value in side.items():
             params = merge_pretrained(params, value, (key,))
-        return params
+        return cast_trunk(params, lst)
 
     return post_init
 

@@ -4,7 +4,9 @@ A Method says, for a resolved run config, model config and number of classes,
 
     build(config, model_config, num_classes) -> Built
         model          model.apply({"params": p}, input_ids, attention_mask, segment_ids,
-                       deterministic=..., rngs={"dropout": k}) -> [b, K] float32 logits
+                       deterministic=..., rngs={"dropout": k}) -> float32 logits of the task's
+                       head (`head_of`: classification [b, K], multiple choice [b, C] from
+                       [b, C, n] inputs, GlobalPointer spans [b, T, n, n]; gau_jax/models/heads.py)
         trainable      fn(params) -> bool pytree (None = every leaf trains); False leaves are
                        frozen: update 0 and no optimizer state (optax.multi_transform)
         encoder_path   where config.init_from's encoder params go inside the model's params
@@ -15,7 +17,9 @@ A Method says, for a resolved run config, model config and number of classes,
         (LST: pruned side init, cached trunk features; gau_jax/train/lst.py)
 
 Built in: full (here), lora, adapter, bitfit (here, models in gau_jax/models/peft.py) and lst
-(gau_jax/train/lst.py, imported on first use). A new method registers itself:
+(gau_jax/train/lst.py, imported on first use). Each composes its trunk (or LST's side network)
+with the head that config.task's kind asks for (`head_of`, `task_model`), so every method trains
+every task kind. A new method registers itself:
 
     register(Method("mine", build=build_mine))
 
@@ -31,7 +35,8 @@ from typing import Any
 
 import flax.linen as nn
 
-from gau_jax.models import Classifier, build_encoder, peft
+from gau_jax.data.tasks import CLUE_TASKS
+from gau_jax.models import Classifier, HeadSpec, TaskModel, build_encoder, head_spec, peft
 
 PathFn = Callable[[tuple[str, ...]], bool]
 
@@ -87,14 +92,37 @@ def get(name: str) -> Method:
     return _REGISTRY[name]
 
 
-def classifier(model_config: Any, num_classes: int, config: Any) -> Classifier:
-    """Encoder + [CLS] classifier with config.classifier_dropout."""
-    return Classifier(encoder=build_encoder(model_config), num_classes=num_classes,
-                      dropout_rate=config.classifier_dropout)
+def task_kind(task: str) -> str:
+    """TaskSpec.kind of config.task (sentiment, jsonl and unknown names: classification)."""
+    spec = CLUE_TASKS.get(task)
+    return spec.kind if spec is not None else "classification"
+
+
+def head_of(config: Any, num_classes: int) -> HeadSpec:
+    """The head config.task needs: classification of num_classes, multiple choice, or a
+    GlobalPointer (span: 1 type; ner: num_classes types), with config.classifier_dropout and
+    config.gp_head_size / gp_efficient (defaults 64 / True)."""
+    return head_spec(task_kind(config.get("task", "")), num_classes,
+                     dropout_rate=config.get("classifier_dropout", 0.1),
+                     head_size=config.get("gp_head_size", 64),
+                     efficient=config.get("gp_efficient", True))
+
+
+def task_model(model_config: Any, head: HeadSpec) -> Classifier | TaskModel:
+    """Encoder + head (a classification head is the plain Classifier)."""
+    if head.kind == "classification":
+        return Classifier(encoder=build_encoder(model_config), num_classes=head.num_classes,
+                          dropout_rate=head.dropout_rate)
+    return TaskModel(encoder=build_encoder(model_config), head=head)
+
+
+def classifier(model_config: Any, num_classes: int, config: Any) -> Classifier | TaskModel:
+    """Encoder + the head of config.task (a [CLS] classifier for classification tasks)."""
+    return task_model(model_config, head_of(config, num_classes))
 
 
 def _full(config: Any, model_config: Any, num_classes: int) -> Built:
-    """Full fine-tuning: encoder + [CLS] classifier, every parameter trained."""
+    """Full fine-tuning: encoder + task head, every parameter trained."""
     return Built(classifier(model_config, num_classes, config), model_config)
 
 
@@ -114,7 +142,7 @@ def _adapter(config: Any, model_config: Any, num_classes: int) -> Built:
 
 
 def _bitfit(config: Any, model_config: Any, num_classes: int) -> Built:
-    """Biases + classifier (gau_jax/models/peft.py says when it refuses)."""
+    """Biases + task head (gau_jax/models/peft.py says when it refuses)."""
     cfg = peft.bitfit_config(model_config, config.init_from)
     return Built(classifier(cfg, num_classes, config), cfg, peft.bitfit_trainable)
 

@@ -40,6 +40,6 @@ def create_state(params: Any, tx: optax.GradientTransformation, seed: int) -> Tr
     )
 
 
-def step_key(state: TrainState, salt: jax.Array | int = 0) -> jax.Array:
-    """Dropout key of the current step (salt: device index under pmap, micro-batch index)."""
-    return jax.random.fold_in(jax.random.fold_in(state.rng, state.step), salt)
+def step_key(state: TrainState) -> jax.Array:
+    """Dropout key of the current step, fold_in(rng, t); example i then folds in i (step.py)."""
+    return jax.random.fold_in(state.rng, state.step)

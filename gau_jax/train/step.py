@@ -18,6 +18,13 @@ key(t, i) = fold_in(fold_in(rng, t), i) (`apply_rows` runs the model per example
 the masks depend on the step and the example's position in the global batch only — not on how
 the batch is split over devices, processes, pmap / jit or gradient-accumulation micro-batches.
 
+Frozen parameters: with a `trainable` mask (a method's Built.trainable) the params split into
+the trainable partition θ_t and the frozen one θ_f, and the step differentiates L(θ_t; θ_f) with
+respect to θ_t only — θ_f enters as a non-differentiated input, so no weight gradient of a
+frozen kernel is ever computed (LoRA / adapters / BitFit then cost ≈ 4N instead of 6N FLOPs per
+token). The reported grad norm (and the optimizer's clipping) cover θ_t only; the optimizer sees
+zeros for θ_f (its multi_transform gives them no state). No mask: every leaf trains, as before.
+
 Non-finite steps: when the loss or the gradient norm of a step is NaN / Inf, its update is not
 applied (params and optimizer state unchanged) and `state.skipped` / `state.bad_streak` count it;
 with skip_nonfinite=False every later update is also held back, so the trainer can stop at its
@@ -27,11 +34,13 @@ next sync naming the step while the parameters stay the last good ones.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from gau_jax.models.global_pointer import NEG_INF, global_pointer_loss
 from gau_jax.train.state import TrainState, step_key
 
 Batch = dict[str, jax.Array]
@@ -117,6 +126,50 @@ def classification_sums_fn(model) -> SumsFn:
     return sums
 
 
+def multiple_choice_sums_fn(model) -> SumsFn:
+    """Multiple-choice sums: logits [b, C] from [b, C, n] inputs (absent choices, and those with
+    batch["choice_mask"] = 0, at NEG_INF), softmax cross-entropy on the right choice."""
+
+    def sums(params, batch, rng, residual_scale, train):
+        logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
+                                                  batch["segment_ids"]),
+                            deterministic=not train, **model_kwargs(residual_scale, None))
+        if "choice_mask" in batch:
+            logits = jnp.where(batch["choice_mask"] > 0, logits, NEG_INF)
+        return weighted_sums(logits, batch["labels"], batch["weights"])
+
+    return sums
+
+
+def global_pointer_sums_fn(model) -> SumsFn:
+    """GlobalPointer sums: Σ w·MCCE (mean over types) against batch["span_labels"] [b, T, n, n];
+    "correct" counts rows whose predicted set {s > 0} equals the gold set exactly (the CLUE
+    metric itself, EM / entity F1, is decoded on the host: Inputs.dev_eval)."""
+
+    def sums(params, batch, rng, residual_scale, train):
+        logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
+                                                  batch["segment_ids"]),
+                            deterministic=not train, **model_kwargs(residual_scale, None))
+        gold = batch["span_labels"] > 0
+        loss = global_pointer_loss(logits, gold)
+        exact = jnp.all((logits > 0) == gold, axis=(1, 2, 3)).astype(jnp.float32)
+        w = batch["weights"].astype(jnp.float32)
+        return {"loss": jnp.sum(w * loss), "weight": jnp.sum(w), "correct": jnp.sum(w * exact)}
+
+    return sums
+
+
+SUMS_FNS = {"classification": classification_sums_fn, "multiple_choice": multiple_choice_sums_fn,
+            "global_pointer": global_pointer_sums_fn}
+
+
+def sums_fn_for(head_kind: str, model) -> SumsFn:
+    """The sums fn of a head kind (gau_jax/models/heads.py HEAD_KINDS)."""
+    if head_kind not in SUMS_FNS:
+        raise ValueError(f"no loss sums for head kind {head_kind!r}; known: {sorted(SUMS_FNS)}")
+    return SUMS_FNS[head_kind](model)
+
+
 def weight_key(batch: Batch) -> str:
     return "mlm_weights" if "mlm_weights" in batch else "weights"
 
@@ -143,6 +196,31 @@ def _psum(tree, axis_name):
     return tree if axis_name is None else jax.lax.psum(tree, axis_name)
 
 
+def split_trainable(params: Any, trainable: Any = None) -> tuple[list, list, Callable]:
+    """(trainable leaves, frozen leaves, combine) with combine(t, f) = the params tree again.
+
+    trainable: bool pytree or function of params (None = all train); its leaves must be Python
+    / NumPy bools (a function of the tree's paths, as every method's mask is)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    if trainable is None:
+        flags = [True] * len(leaves)
+    else:
+        mask = trainable(params) if callable(trainable) else trainable
+        try:
+            flags = [bool(f) for f in treedef.flatten_up_to(mask)]
+        except (TypeError, ValueError, jax.errors.ConcretizationTypeError) as e:
+            raise ValueError("make_train_step: the trainable mask must be a pytree of Python bools "
+                             f"with the params' structure ({e})") from e
+    train = [x for x, f in zip(leaves, flags, strict=True) if f]
+    frozen = [x for x, f in zip(leaves, flags, strict=True) if not f]
+
+    def combine(t: list, f: list) -> Any:
+        it, jf = iter(t), iter(f)
+        return treedef.unflatten([next(it) if flag else next(jf) for flag in flags])
+
+    return train, frozen, combine
+
+
 def make_train_step(
     sums_fn: SumsFn,
     tx: optax.GradientTransformation,
@@ -151,8 +229,12 @@ def make_train_step(
     residual_ramp_steps: int = 0,
     axis_name: str | None = None,
     skip_nonfinite: bool = False,
+    trainable: Any = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """(state, batch) -> (new state, metrics); wrap in jax.jit (mesh) or jax.pmap(axis_name)."""
+    """(state, batch) -> (new state, metrics); wrap in jax.jit (mesh) or jax.pmap(axis_name).
+
+    trainable: a bool pytree of the params, or a function of the params returning one (a
+    method's Built.trainable); None = every leaf trains (module docstring: frozen parameters)."""
 
     def train_step(state: TrainState, batch: Batch):
         total_w = _psum(jnp.sum(batch[weight_key(batch)].astype(jnp.float32)), axis_name)
@@ -162,12 +244,14 @@ def make_train_step(
         offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * rows
         index = offset + jnp.arange(rows, dtype=jnp.int32)  # position in the global batch
 
+        train_p, frozen_p, combine = split_trainable(state.params, trainable)
+
         def grads_of(mb, idx):
-            def loss_fn(params):
-                sums = sums_fn(params, mb, row_keys(state, idx), alpha, True)
+            def loss_fn(tp):
+                sums = sums_fn(combine(tp, frozen_p), mb, row_keys(state, idx), alpha, True)
                 return sums["loss"] / denom, sums
 
-            (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(train_p)
             return grads, sums
 
         if grad_accum_steps == 1:
@@ -184,6 +268,7 @@ def make_train_step(
             (grads, sums), _ = jax.lax.scan(body, zeros, (micro, micro_index))
         grads, sums = _psum((grads, sums), axis_name)
         loss, grad_norm = sums["loss"] / denom, optax.global_norm(grads)
+        grads = combine(grads, [jnp.zeros_like(x) for x in frozen_p])  # frozen: no update
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)

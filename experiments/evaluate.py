@@ -1,0 +1,89 @@
+"""CLUE metrics of a fine-tuned workdir on a split, or of an existing prediction file:
+
+    python -m experiments.evaluate --workdir WORKDIR [--split dev] [--checkpoint best|latest] \
+        [--predictions FILE] [--json OUT] [--max_rows N] [--batch_size B] [--data_dir D]
+
+The task, its data folder (--data_dir: another copy of it) and bad_rows come from
+WORKDIR/train_config.json. Without
+--predictions the workdir's best dev checkpoint (default) or latest one predicts the split
+(experiments/predict.py); with it, FILE (a CLUE submission file, `<task>_predict.json`) is read
+instead. Either way the predictions are checked against the split (a missing, duplicate or
+unknown id, or a label outside the task's set, is an error naming file and id) and scored with
+gau_jax/data/clue_metrics.py, the functions training-time evaluation uses. --max_rows N scores
+the first N rows only (a prediction file must then cover exactly those). Prints, and with
+--json writes, one object:
+
+    {"task", "metric", "accuracy"}                       classification, C3, ChID
+    {"task", "metric", "em", "f1", "total", "unanswered"} CMRC2018 (official script v5)
+    {"task", "metric", "f1", "precision", "recall"}      CLUENER (entity-level micro F1)
+
+plus "split", "rows" and "checkpoint" or "predictions". Scores are percentages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags
+
+from experiments.predict import CHECKPOINTS, load_examples, predict_examples
+from gau_jax.data import clue_metrics, submission
+
+
+def evaluate(workdir: str | os.PathLike, split: str = "dev", checkpoint: str = "best",
+             predictions: str | os.PathLike | None = None, max_rows: int = 0,
+             batch_size: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """The task's CLUE metrics (module docstring) as a dict."""
+    task, rows = load_examples(workdir, split, max_rows=max_rows, data_dir=data_dir)
+    if predictions is not None:
+        preds, source = submission.read_submission(task, predictions), str(predictions)
+    else:
+        preds = predict_examples(workdir, rows, checkpoint, batch_size)
+        source = f"{workdir}:{checkpoint}"
+    submission.check_predictions(task, preds, rows, source)
+    result = clue_metrics.score(task, preds, submission.gold_objects(task, rows))
+    where = {"predictions": str(predictions)} if predictions else {"checkpoint": checkpoint}
+    return {**result, "split": split, "rows": len(rows), **where}
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def main() -> None:
+    """The command line (module docstring)."""
+    workdir = flags.DEFINE_string("workdir", None, "fine-tuning run folder (train_config.json)")
+    split = flags.DEFINE_string("split", "dev", "split of the task's data_dir with labels")
+    checkpoint = flags.DEFINE_enum("checkpoint", "best", CHECKPOINTS, "best dev or latest params")
+    preds = flags.DEFINE_string("predictions", None, "score this submission file instead")
+    out = flags.DEFINE_string("json", None, "also write the result to this file")
+    max_rows = flags.DEFINE_integer("max_rows", 0, "only the first N rows (0 = all)")
+    batch = flags.DEFINE_integer("batch_size", None, "prediction batch (default: the run's)")
+    data_dir = flags.DEFINE_string("data_dir", None, "CLUE folder (default: the run's data_dir)")
+    flags.mark_flags_as_required(["workdir"])
+
+    def _main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        try:
+            result = evaluate(workdir.value, split.value, checkpoint.value, preds.value,
+                              max_rows.value, batch.value, data_dir.value)
+        except (OSError, ValueError) as e:
+            print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        if out.value:
+            write_json(result, out.value)
+        print(json.dumps(result, ensure_ascii=False))
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Write the CLUE submission file of a fine-tuned workdir for a split or any file in the task's
+format:
+
+    python -m experiments.predict --workdir WORKDIR [--split dev|test] [--input FILE] \
+        [--output FILE] [--checkpoint best|latest] [--max_rows N] [--batch_size B] [--data_dir D]
+
+The task, its data folder (data_dir; --data_dir another copy) and bad_rows come from
+WORKDIR/train_config.json; --input reads FILE instead (labels optional: CLUE's test files have
+none). The model is the workdir's
+best dev checkpoint (default; a run that kept none falls back to its latest, with a warning) or
+its latest one, whatever the method (full, LST, LoRA, ...; gau_jax/train/predict.py).
+The output (default WORKDIR/<task>_predict.json, CLUE's name; a folder gets that name inside)
+is what CLUE's leaderboard reads: one {"id", "label"} object a line with the label as the data
+writes it, or {question_id: answer_text} for cmrc2018 (gau_jax/data/submission.py). Before it
+is written the predictions are checked against the input rows (one per id, valid labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from absl import app, flags
+
+from gau_jax.data import submission
+
+CHECKPOINTS = ("best", "latest")
+
+
+def train_config(workdir: str | os.PathLike) -> dict[str, Any]:
+    """WORKDIR/train_config.json (the resolved config of the run that wrote the workdir)."""
+    path = Path(workdir) / "train_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; --workdir must be a fine-tuning run's folder "
+                                "(python -m experiments.train --config configs/finetune.py:...)")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("kind") != "finetune":
+        raise ValueError(f"{path}: kind={cfg.get('kind')!r}, not a fine-tuning run")
+    return cfg
+
+
+def load_examples(workdir: str | os.PathLike, split: str = "dev", input_file: str | None = None,
+                  max_rows: int = 0,
+                  data_dir: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(task, parsed rows) of the workdir's task: a split of data_dir (default: the run's), or
+    `input_file`."""
+    cfg = train_config(workdir)
+    rows = submission.split_examples(cfg["task"], data_dir or cfg.get("data_dir") or None, split,
+                                     input_file=input_file, bad_rows=cfg.get("bad_rows", "raise"),
+                                     max_rows=max_rows)
+    return cfg["task"], rows
+
+
+def predict_examples(workdir: str | os.PathLike, examples: Sequence[dict[str, Any]],
+                     checkpoint: str = "best", batch_size: int | None = None) -> Any:
+    """Prediction objects of the workdir's model for parsed rows (submission.py's shapes)."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"--checkpoint={checkpoint!r}: choose one of {CHECKPOINTS}")
+    from gau_jax.train.predict import load_run, predict
+
+    return predict(load_run(workdir, checkpoint), examples, batch_size=batch_size).objects
+
+
+def output_path(task: str, workdir: str | os.PathLike, output: str | None) -> Path:
+    """--output, a folder's CLUE-named file, or WORKDIR/<task>_predict.json."""
+    if not output:
+        return Path(workdir) / submission.submission_name(task)
+    out = Path(output)
+    return out / submission.submission_name(task) if out.is_dir() else out
+
+
+def run_predict(workdir: str | os.PathLike, split: str = "dev", input_file: str | None = None,
+                output: str | None = None, checkpoint: str = "best", max_rows: int = 0,
+                batch_size: int | None = None, data_dir: str | None = None) -> Path:
+    """Predicts, checks and writes the submission file; returns its path."""
+    task, rows = load_examples(workdir, split, input_file, max_rows, data_dir)
+    preds = predict_examples(workdir, rows, checkpoint, batch_size)
+    path = output_path(task, workdir, output)
+    submission.check_predictions(task, preds, rows, path)
+    return submission.write_submission(task, preds, path)
+
+
+def main() -> None:
+    """The command line (module docstring)."""
+    workdir = flags.DEFINE_string("workdir", None, "fine-tuning run folder (train_config.json)")
+    split = flags.DEFINE_string("split", "dev", "split of the task's data_dir: dev | test | train")
+    input_file = flags.DEFINE_string("input", None, "a file in the task's format, not a split")
+    output = flags.DEFINE_string("output", None, "submission file or folder "
+                                 "(default WORKDIR/<task>_predict.json)")
+    checkpoint = flags.DEFINE_enum("checkpoint", "best", CHECKPOINTS, "best dev or latest params")
+    max_rows = flags.DEFINE_integer("max_rows", 0, "only the first N rows (0 = all)")
+    batch = flags.DEFINE_integer("batch_size", None, "prediction batch (default: the run's)")
+    data_dir = flags.DEFINE_string("data_dir", None, "CLUE folder (default: the run's data_dir)")
+    flags.mark_flags_as_required(["workdir"])
+
+    def _main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        try:
+            path = run_predict(workdir.value, split.value, input_file.value, output.value,
+                               checkpoint.value, max_rows.value, batch.value, data_dir.value)
+        except (OSError, ValueError) as e:
+            print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        print(path)
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

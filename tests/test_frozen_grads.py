@@ -1,0 +1,164 @@
+"""The train step differentiates only the trainable partition; LoRA runs unmerged.
+
+Expected values come from jax.grad of the whole loss (all parameters) and from the merged LoRA
+kernels W + (α/r)·A·B applied to a plain Classifier, never from the step under test."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import finetune
+from gau_jax.data import synthetic
+from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.models.peft import merge_lora
+from gau_jax.models.tree import path_names
+from gau_jax.train import costs, methods
+from gau_jax.train.optim import make_optimizer
+from gau_jax.train.state import create_state
+from gau_jax.train.step import classification_sums_fn, make_train_step, split_trainable
+
+RANK, ALPHA = 2, 4.0
+
+
+def model_cfg(block="gau", **kw):
+    c = get_model_config("gau_alpha_tiny" if block == "gau" else "roformer_v2_tiny")
+    c.update(vocab_size=40, num_layers=2, hidden_size=32, intermediate_size=64,
+             key_size=16 if block == "gau" else 8, hidden_dropout=0.0, attention_dropout=0.0)
+    if block != "gau":
+        c.num_heads = 4
+    c.update(kw)
+    return c
+
+
+def built(method, block="gau", **kw):
+    c = finetune.get_config()
+    c.update(classifier_dropout=0.0, adapter_size=4)
+    c.lora.update(rank=RANK, alpha=ALPHA, targets=("query", "value", "uvz"))
+    return methods.get(method).build(c, model_cfg(block, **kw), 3)
+
+
+def batch(b=4, n=12, seed=0):
+    return synthetic.classification_batch(b, n, 40, seed=seed)
+
+
+def nonzero_b(params, seed=1):
+    """LoRA params with B ≠ 0 (B = 0 at init hides half of the gradients)."""
+    keys = iter(jax.random.split(jax.random.PRNGKey(seed), 64))
+    return jax.tree_util.tree_map_with_path(
+        lambda p, x: 0.3 * jax.random.normal(next(keys), x.shape)
+        if path_names(p)[0].endswith("/B") else x, params)
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("method,block", [
+    ("lora", "gau"), pytest.param("lora", "roformer_v2", marks=SLOW),
+    pytest.param("adapter", "gau", marks=SLOW), pytest.param("bitfit", "roformer_v2", marks=SLOW)])
+def test_trainable_grads_are_slices_of_the_full_gradient(method, block):
+    spec = built(method, block)
+    b = batch()
+    params = spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    params = nonzero_b(params) if method == "lora" else params
+    sums_fn = classification_sums_fn(spec.model)
+    total = float(np.sum(b["weights"]))
+    full = jax.grad(lambda p: sums_fn(p, b, None, None, False)["loss"] / total)(params)
+    tx = make_optimizer("sgd", optax.constant_schedule(1.0), trainable=spec.trainable)
+    step = jax.jit(make_train_step(sums_fn, tx, trainable=spec.trainable))
+    new, metrics = step(create_state(params, tx, 0), b)
+    mask = spec.trainable(params)
+    want_sq = 0.0
+    for (path, old), g, upd, m in zip(jax.tree_util.tree_leaves_with_path(params),
+                                      jax.tree.leaves(full), jax.tree.leaves(new.params),
+                                      jax.tree.leaves(mask), strict=True):
+        step_taken = np.asarray(old) - np.asarray(upd)  # SGD, lr 1: θ − θ' = g (or 0 if frozen)
+        want = np.asarray(g) if m else np.zeros_like(step_taken)
+        np.testing.assert_allclose(step_taken, want, rtol=2e-4, atol=2e-6,
+                                   err_msg="/".join(path_names(path)))
+        want_sq += float(np.sum(np.square(np.asarray(g, np.float64)))) if m else 0.0
+    np.testing.assert_allclose(float(metrics["grad_norm"]), np.sqrt(want_sq), rtol=1e-4)
+
+
+def test_split_trainable_round_trips_and_rejects_traced_masks():
+    params = {"a": np.ones(2), "b": {"c": np.zeros(3), "d": np.arange(4.0)}}
+    mask = {"a": True, "b": {"c": False, "d": True}}
+    t, f, combine = split_trainable(params, mask)
+    assert [x.shape for x in t] == [(2,), (4,)] and [x.shape for x in f] == [(3,)]
+    jax.tree.map(np.testing.assert_array_equal, combine(t, f), params)
+    with pytest.raises(ValueError, match="Python bools"):
+        jax.jit(lambda p: split_trainable(p, jax.tree.map(lambda x: x.sum() > 0, p))[0])(params)
+
+
+@pytest.mark.parametrize("block", ["gau", pytest.param("roformer_v2", marks=SLOW)])
+def test_unmerged_lora_equals_merged_forward_and_grads(block):
+    spec = built("lora", block)
+    b = batch()
+    args = (b["input_ids"], b["attention_mask"], b["segment_ids"])
+    params = nonzero_b(spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"])
+    plain = Classifier(build_encoder(model_cfg(block)), 3)
+
+    def loss(logits):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, b["labels"]).mean()
+
+    unmerged = lambda p: spec.model.apply({"params": p}, *args)
+    merged = lambda p: plain.apply({"params": merge_lora(p, ALPHA)}, *args)
+    np.testing.assert_allclose(unmerged(params), merged(params), rtol=1e-5, atol=1e-5)
+    g_u = jax.grad(lambda p: loss(unmerged(p)))(params)
+    g_m = jax.grad(lambda p: loss(merged(p)))(params)
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g_u), jax.tree.leaves(g_m),
+                            strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6,
+                                   err_msg="/".join(path_names(path)))
+
+
+def _step_flops(spec, b):
+    params = jax.eval_shape(lambda: spec.model.init(jax.random.PRNGKey(0), b["input_ids"]))
+    tx = make_optimizer("adamw", optax.constant_schedule(1e-3), trainable=spec.trainable)
+    state = jax.eval_shape(lambda p: create_state(p["params"], tx, 0), params)
+    step = make_train_step(classification_sums_fn(spec.model), tx, trainable=spec.trainable)
+    return costs.step_costs(costs.compile_step(step, state, costs.abstract(b))), params["params"]
+
+
+@pytest.mark.parametrize("block", ["gau", pytest.param("roformer_v2", marks=SLOW)])
+def test_lora_step_skips_the_frozen_weight_gradients(block):
+    """FLOPs(full) − FLOPs(LoRA) ≥ Σ_frozen kernels 2·T·in·out (their weight gradients) minus
+    LoRA's own low-rank work, 6·T·r·(in + out) per adapted kernel (T = tokens of the batch)."""
+    b = batch(b=8, n=32)
+    T = b["input_ids"].size
+    kw = {"scan_layers": False}
+    full, _ = _step_flops(built("full", block, **kw), b)
+    lora, p = _step_flops(built("lora", block, **kw), b)
+    share = extra = 0.0
+    for path, x in jax.tree_util.tree_leaves_with_path(p["base"]["encoder"]):
+        names = path_names(path)
+        if names[-1] == "kernel":
+            share += 2.0 * T * x.shape[0] * x.shape[1]
+            if names[-2] in ("query", "value", "uvz"):
+                extra += 6.0 * T * RANK * (x.shape[0] + x.shape[1])
+    saved = full["flops"] - lora["flops"]
+    assert saved >= share - extra, (full["flops"], lora["flops"], share, extra)
+    assert lora["flops"] < 0.8 * full["flops"]
+
+
+@SLOW
+def test_frozen_leaves_get_zero_update_and_no_state():
+    """The optimizer state of a LoRA step covers A, B and the classifier only."""
+    spec = built("lora")
+    b = batch()
+    params = spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    tx = make_optimizer("adamw", optax.constant_schedule(1e-2), grad_clip_norm=1.0,
+                        trainable=spec.trainable)
+    state = create_state(params, tx, 0)
+    step = jax.jit(make_train_step(classification_sums_fn(spec.model), tx,
+                                   trainable=spec.trainable))
+    new, _ = step(state, b)
+    jax.tree.map(np.testing.assert_array_equal, new.params["base"]["encoder"],
+                 params["base"]["encoder"])
+    n_state = sum(x.size for x in jax.tree.leaves(new.opt_state) if hasattr(x, "size")
+                  and jnp.ndim(x) > 0)
+    n_train = sum(x.size for x, m in zip(jax.tree.leaves(params),
+                                         jax.tree.leaves(spec.trainable(params)), strict=True)
+                  if m)
+    assert n_state == 2 * n_train  # AdamW: μ and ν of the trainable leaves only
