@@ -7,8 +7,10 @@
         --config.dtype=bfloat16 --config.peak_flops=989e12 --config.batch_size=8
     python -m experiments.bench_arch --config configs/bench_arch.py:smoke --workdir /tmp/arch
 
-`arg` is "full" (experiments/results/arch.md; ~10 min on a shared 2-core CPU) or "smoke" (tests:
-tiny models, 2 lengths; seconds). Every model is compiled at each of its `lengths` (FLOPs from
+`arg` is "full" (experiments/results/arch.md; ~10 min on a shared 2-core CPU), "base8" (the base
+pair at batch 8 × 512 timed and at 1024 compiled: compute efficiency at a realistic batch and the
+memory ratio; experiments/results/arch_base8.md) or "smoke" (tests: tiny models, 2 lengths;
+seconds). Every model is compiled at each of its `lengths` (FLOPs from
 cost_analysis, memory from memory_analysis; compile only) and timed at lengths up to its
 `time_max_len` (base models on a 2-core CPU are timed only at short lengths, with batch 1).
 arch.{md,json,png} go to results_dir (default: the workdir).
@@ -34,8 +36,8 @@ def _model(preset: str, lengths: tuple[int, ...], time_max_len: int, baseline: s
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     """Benchmark config; arg is "full" or "smoke"."""
-    if arg not in ("full", "smoke"):
-        raise ValueError(f"configs/bench_arch.py: arg {arg!r} is not 'full' or 'smoke'")
+    if arg not in ("full", "base8", "smoke"):
+        raise ValueError(f"configs/bench_arch.py: arg {arg!r} is not 'full', 'base8' or 'smoke'")
     c = ml_collections.ConfigDict()
     c.batch_size = 1                 # rows per train step (compile and timing)
     c.mlm_rate = 0.15                # predicted tokens a row = round(rate·n); the head scores those
@@ -62,6 +64,14 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.results_dir = ""               # arch.{md,json,png} ("" = the workdir)
     c.command = ("python -m experiments.bench_arch --config configs/bench_arch.py:full "
                  "--workdir runs/bench_arch")  # set to the real one by the CLI
+    if arg == "base8":
+        c.batch_size = 8
+        c.max_reps = 2
+        c.models = ml_collections.ConfigDict()
+        c.models.roformer_v2_base = _model("roformer_v2_base", (512, 1024), 512)
+        c.models.gau_alpha_base = _model("gau_alpha_base", (512, 1024), 512, "roformer_v2_base")
+        c.command = ("python -m experiments.bench_arch --config configs/bench_arch.py:base8 "
+                     "--workdir runs/bench_arch_base8")
     if arg == "smoke":
         c.matmul_size = 256
         c.min_time_s = 0.0

@@ -80,8 +80,13 @@ class MethodModel:
 def method_model(method: str, model_cfg, num_classes: int = 2, **lst_overrides) -> MethodModel:
     """The one place that calls the fine-tuning method API (the registry of
     gau_jax/train/methods.py, the LST model and its feature cache)."""
-    from gau_jax.models.lst import build_model, cast_trunk, feature_indices, lst_config
-    from gau_jax.models.lst import trainable_side
+    from gau_jax.models.lst import (
+        build_model,
+        cast_trunk,
+        feature_indices,
+        lst_config,
+        trainable_side,
+    )
     from gau_jax.train import feature_cache, methods
 
     cfg = method_config(method, model_cfg, **lst_overrides)

@@ -175,8 +175,8 @@ def report(rows: list[dict], c: ml_collections.ConfigDict, trunk: Path) -> str:
     table = []
     for task in cli.names(c.tasks):
         if (task, None) in by:
-            table.append([task, clue_metrics.main_metric(task), "–", "not run: no data", "–",
-                          "–", "–"])
+            table.append([task, clue_metrics.main_metric(task), "–", "not run: no data",
+                          *["–"] * (len(cli.names(c.methods)) + 2)])
             continue
         runs = [by.get((task, m)) for m in cli.names(c.methods)]
         if not all(runs):

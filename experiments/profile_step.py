@@ -5,7 +5,7 @@
 
 The step is experiments/bench_peers.py's (MLM over every token, AdamW, dropout off, float32).
 It is compiled, run once, then traced for `steps` calls. On XLA:CPU every executed HLO op (a
-thunk: a fusion, a dot, a copy, ...) is one event on the client thread of the trace; its name is
+thunk: a fusion, a dot, a copy, ...) is one event of the trace; its name is
 the HLO instruction's name in `compiled.as_text()`. Each op is put in one category:
 
     matmul              the op is or contains a dot (sub-split by the source file of the dot:
@@ -17,12 +17,16 @@ the HLO instruction's name in `compiled.as_text()`. Each op is put in one catego
     gau elementwise     gau_jax/layers/gau.py (swish, split, gating U ⊙ AV)
     loss                gau_jax/train/step.py and optax losses (log-softmax over V, argmax)
     optimizer           optax (AdamW, global norm) and the step's finite-check selects
+    nn.scan slicing / stacking  ops whose source is flax's scan (per-layer slices of the stacked
+                        parameters, stacking residuals and gradients)
     data movement       copy / transpose / (dynamic-)slice / concatenate / pad / ... with no
                         source above
     other               everything else (named by the op)
 
-Shares are of the summed op time (the ops run one after another on the client thread, so that
-sum is close to the step's wall time, which is also reported). Results: profile.md in
+A while loop (nn.scan) is not counted itself: its body's ops are events of their own.
+Ops run on the client thread and on XLA's thread pool (independent thunks may overlap), so the
+summed op time can differ from the step's wall time, which is also reported; shares are of the
+summed op time. Results: profile.md in
 --results_dir.
 """
 
@@ -48,7 +52,8 @@ from gau_jax.train import costs, runlog
 MOVES = {"copy", "transpose", "slice", "dynamic-slice", "dynamic-update-slice", "concatenate",
          "pad", "broadcast", "reshape", "bitcast", "gather", "scatter", "copy-start",
          "copy-done", "reverse", "iota", "tuple", "get-tuple-element", "parameter"}
-_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = \S+(?:\{[^}]*\})? ([\w\-]+)\((.*)$")
+CONTAINERS = {"while", "conditional", "call"}  # their bodies' ops are traced one by one
+_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (?:\(.*?\)|\S+) ([\w\-]+)\((.*)$")
 _FRAME = re.compile(r"^(\d+) \{file_location_id=(\d+) parent_frame_id=(\d+)\}")
 _LOC = re.compile(r"^(\d+) \{file_name_id=(\d+) function_name_id=\d+ line=(\d+)")
 _NAME = re.compile(r'^(\d+) "(.*)"$')
@@ -76,7 +81,7 @@ class Hlo:
                 continue
             section = "" if s else section
             if s.endswith("{") and "->" in s and "=" not in s.split("(")[0]:
-                current = s.split()[0].lstrip("%")
+                current = s.removeprefix("ENTRY ").split()[0].lstrip("%")
                 continue
             m = _INSTR.match(line)
             if not m or current is None:
@@ -128,6 +133,8 @@ def categorize(hlo: Hlo, name: str) -> tuple[str, str]:
     opcode, calls, frame, _ = hlo.ops[base]
     inner = hlo.comp_ops.get(calls, []) if calls else []
     stack = hlo.stack(frame)  # a fusion's: its computation's root's (_root_frames)
+    if opcode in CONTAINERS:
+        return "container", opcode
     where = next((s for s in stack if "gau_jax/" in s), stack[0] if stack else "")
     if opcode in ("dot", "convolution") or "dot" in inner or base.startswith("ynn"):
         if "attention.py" in where or "gau.py" in where and "einsum" not in where:
@@ -137,6 +144,8 @@ def categorize(hlo: Hlo, name: str) -> tuple[str, str]:
         else:
             sub = "dense layers"
         return "matmul", sub
+    if stack and "flax/core/axes_scan.py" in stack[0]:
+        return "nn.scan slicing / stacking", opcode
     cat = _source_category(stack)
     if cat:
         return cat, where
@@ -156,7 +165,7 @@ def _root_frames(hlo: Hlo, text: str) -> None:
     for line in text.splitlines():
         s = line.strip()
         if s.endswith("{") and "->" in s and "=" not in s.split("(")[0]:
-            current = s.split()[0].lstrip("%")
+            current = s.removeprefix("ENTRY ").split()[0].lstrip("%")
         elif s.startswith("ROOT") and current:
             fr = re.search(r"stack_frame_id=(\d+)", s)
             if fr:
@@ -180,10 +189,10 @@ def trace_step(compiled, state, data, steps: int) -> tuple[dict, float]:
     totals = collections.Counter()
     for plane in pd.planes:
         for line in plane.lines:
-            if "PjRtCpuClient" not in line.name and "XLACpu" not in line.name:
+            if "XLA" not in line.name:  # the client thread and XLA's Eigen pool threads
                 continue
             for e in line.events:
-                if e.name.startswith(("ThreadpoolListener", "end: ")):
+                if e.name.startswith(("ThreadpoolListener", "end: ", "ThunkExecutor")):
                     continue
                 totals[e.name] += e.duration_ns * 1e-9 / steps
     return dict(totals), wall
@@ -201,6 +210,8 @@ def profile(size: str, block: str, variant: str, steps: int) -> dict:
     cats, details = collections.Counter(), collections.Counter()
     for name, sec in ops.items():
         cat, detail = categorize(hlo, name)
+        if cat == "container":
+            continue
         cats[cat] += sec
         details[(cat, detail)] += sec
     total = sum(cats.values())
@@ -218,9 +229,10 @@ def report(records: list[dict], command: str) -> str:
                                   command)
     lines += ["Step: MLM over every token, AdamW, dropout off, float32 (the shapes of "
               "experiments/bench_peers.py). Per-op times from a jax.profiler trace of the "
-              "compiled step (one event per executed HLO op on the client thread), put in "
-              "categories by the op's kind and the source line of its HLO metadata "
-              "(experiments/profile_step.py). % = share of the summed op time.", ""]
+              "compiled step (one event per executed HLO op, on the client thread or XLA's "
+              "thread pool), put in categories by the op's kind and the source line of its HLO "
+              "metadata (experiments/profile_step.py); while loops are not counted (their "
+              "body's ops are). % = share of the summed op time.", ""]
     cats = sorted({c for r in records for c in r["categories"]},
                   key=lambda c: -max(r["categories"].get(c, 0) / r["op_s"] for r in records))
     headers = ["category"] + [f"{r['block']} {r['size']} {r['variant']}" for r in records]

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/mutation.py                     # each on its module's tests (GROUPS)
     .venv/bin/python tests/mutation.py --target            # each on the test meant to catch it
+    .venv/bin/python tests/mutation.py --kinds             # one per KINDS entry, on its target
     .venv/bin/python tests/mutation.py --suite             # each on all of SUITE
     .venv/bin/python tests/mutation.py --only lora_scale,hf_swap_query_key --list
 
@@ -39,17 +40,18 @@ PD = "tests/test_pretrain_defaults.py"
 T = {k: f"tests/test_{k}.py" for k in ("layers", "encoder", "peft", "lst", "optim", "train_step",
                                          "masking", "lst_cache", "lst_init", "convert",
                                          "pipeline")}
+# The module's own unit tests come first: pytest -x stops at the first failure.
 GROUPS = {
-    "gau_jax/layers/": [W, D, T["layers"], T["encoder"], T["peft"]],
-    "gau_jax/models/encoder.py": [W, D, H, T["encoder"], T["peft"], T["lst"]],
+    "gau_jax/layers/": [T["layers"], T["encoder"], W, D, T["peft"]],
+    "gau_jax/models/encoder.py": [T["encoder"], W, D, H, T["peft"], T["lst"]],
     "gau_jax/models/heads.py": [W, D, T["encoder"], T["peft"]],
-    "gau_jax/models/peft.py": [W, T["peft"]],
-    "gau_jax/models/lst.py": [W, T["lst"], T["lst_cache"], T["lst_init"]],
-    "gau_jax/train/step.py": [W, D, T["train_step"], T["optim"], T["lst"]],
-    "gau_jax/train/state.py": [W, D, T["train_step"]],
-    "gau_jax/train/optim.py": [W, T["optim"], T["train_step"], T["lst"]],
+    "gau_jax/models/peft.py": [T["peft"], W],
+    "gau_jax/models/lst.py": [T["lst"], W, T["lst_cache"], T["lst_init"]],
+    "gau_jax/train/step.py": [T["train_step"], W, D, T["optim"], T["lst"]],
+    "gau_jax/train/state.py": [T["train_step"], W, D],
+    "gau_jax/train/optim.py": [T["optim"], W, T["train_step"], T["lst"]],
     "gau_jax/train/feature_cache.py": [W, T["lst_cache"]],
-    "gau_jax/data/masking.py": [PD, T["masking"], T["pipeline"]],
+    "gau_jax/data/masking.py": [T["masking"], PD, T["pipeline"]],
     "configs/pretrain.py": [PD, T["masking"], T["pipeline"]],
     "gau_jax/convert/": [H, T["convert"]],
 }
@@ -58,11 +60,27 @@ GROUPS = {
 def tests_for(rel: str) -> list[str]:
     return next(v for k, v in GROUPS.items() if rel.startswith(k))
 
-# (name, file, original, mutated, target tests); the first block are the kinds of bug that a
-# hand audit found no test for.
+# The kinds of wiring bug a hand audit found no test for, each planted once by the mutation of
+# that name (`--kinds` runs exactly these, each on its target tests).
+KINDS = {
+    "head_pools_last_token": "classifier pools a token other than [CLS]",
+    "residual_dropout_off": "residual (hidden) dropout never applied",
+    "dropout_key_fixed": "dropout key does not change from step to step",
+    "lora_scale_alpha": "LoRA scale alpha/r replaced by alpha",
+    "lst_temperature_default": "LST gate temperature changed (the default)",
+    "lst_temperature_ignored": "LST gate temperature changed (config value not used)",
+    "lst_gated_head_state": "LST gated head reads the wrong trunk state",
+    "pretrain_mask_rate": "pretraining default changed: masking rate",
+    "pretrain_token_masking": "pretraining default changed: whole-word -> token masking",
+    "mlm_random_specials": "special tokens among MLM random replacements",
+    "lr_one_step_late": "learning-rate schedule evaluated one step late",
+    "hf_swap_query_key": "HF name mapping of two tensors swapped",
+    "cache_rows_repeat": "cached LST batches repeat rows within an epoch",
+}
+# (name, file, original, mutated, target tests); the first block are the KINDS.
 MUTATIONS = [
-    ("head_pools_last_token", "gau_jax/models/heads.py", "last_hidden_state[:, 0]",
-     "last_hidden_state[:, -1]", [W + "::test_classifier_logits_are_cls_state_times_dense"]),
+    ("head_pools_last_token", "gau_jax/models/heads.py", "(h[:, 0], deterministic",
+     "(h[:, -1], deterministic", [W + "::test_classifier_logits_are_cls_state_times_dense"]),
     ("residual_dropout_off", "gau_jax/models/encoder.py",
      "(branch, deterministic=self.deterministic)", "(branch, deterministic=True)",
      [D + "::test_every_dropout_site_at_its_rate"]),
@@ -75,8 +93,8 @@ MUTATIONS = [
      "gate_temperature: float = 1.0", [W + "::test_lst_gate_temperature_default_is_the_papers"]),
     ("lst_temperature_ignored", "gau_jax/models/lst.py", "alpha / self.lst.gate_temperature)",
      "alpha / 0.1)", [W + "::test_lst_gates_and_heads_by_hand"]),
-    ("lst_gated_head_state", "gau_jax/models/lst.py", "feature(source, K - 1)[:, 0]",
-     "feature(source, K - 2)[:, 0]", [W + "::test_lst_gates_and_heads_by_hand"]),
+    ("lst_gated_head_state", "gau_jax/models/lst.py", "feature(source, K - 1)[:, :t.shape[1]]",
+     "feature(source, K - 2)[:, :t.shape[1]]", [W + "::test_lst_gates_and_heads_by_hand"]),
     ("pretrain_mask_rate", "configs/pretrain.py", "c.mlm_probability = 0.15",
      "c.mlm_probability = 0.2", [PD + "::test_default_batches_mask_whole_words_at_15_percent"]),
     ("pretrain_token_masking", "configs/pretrain.py", 'c.mask_unit = "word"',
@@ -127,9 +145,9 @@ MUTATIONS = [
      "h = nn.Dropout(c.hidden_dropout)(h, deterministic=deterministic)",
      "h = nn.Dropout(c.hidden_dropout)(h, deterministic=True)"),
     ("scan_same_dropout", "gau_jax/models/encoder.py", '"dropout": True}', '"dropout": False}'),
-    ("classifier_dropout_fixed", "gau_jax/models/heads.py", "nn.Dropout(self.dropout_rate)",
+    ("classifier_dropout_fixed", "gau_jax/models/heads.py", "nn.Dropout(spec.dropout_rate)",
      "nn.Dropout(0.1)"),
-    ("lora_trains_trunk", "gau_jax/models/peft.py", 'n[0] != "base" or n[1] == "classifier"',
+    ("lora_trains_trunk", "gau_jax/models/peft.py", 'n[0] != "base" or n[1] in HEAD_PARAMS',
      'n[0] != "base" or n[1] == "encoder"'),
     ("bitfit_kernels", "gau_jax/models/peft.py", 'n[-1] == "bias")', 'n[-1] == "kernel")'),
     ("lst_additive_inside", "gau_jax/models/lst.py", "return run(s) + ladder",
@@ -139,7 +157,8 @@ MUTATIONS = [
     ("lst_ladder_default", "gau_jax/models/lst.py", "(i + 1) * L // ls - 1", "i * L // ls"),
     ("lst_trunk_dropout", "gau_jax/models/lst.py", "hidden_dropout=0.0, attention_dropout=0.0,",
      "hidden_dropout=trunk.hidden_dropout, attention_dropout=0.0,"),
-    ("lst_up_head_token", "gau_jax/models/lst.py", "cls = s[:, 0]", "cls = s[:, -1]"),
+    ("lst_up_head_token", "gau_jax/models/lst.py", "t = s[:, :1] if head.pools_cls",
+     "t = s[:, -1:] if head.pools_cls"),
     # step / optimizer / state / masking / cache
     ("sums_unweighted", "gau_jax/train/step.py", '"loss": jnp.sum(weights * xent)',
      '"loss": jnp.sum(xent)'),
@@ -150,8 +169,11 @@ MUTATIONS = [
      "x.reshape(k, x.shape[0] // k, *x.shape[1:])"),
     ("ramp_one_ahead", "gau_jax/train/step.py", "step.astype(jnp.float32) / ramp_steps",
      "(step.astype(jnp.float32) + 1) / ramp_steps"),
-    ("train_deterministic", "gau_jax/train/step.py", "deterministic=not train, **model_kwargs",
-     "deterministic=train, **model_kwargs"),
+    ("train_deterministic", "gau_jax/train/step.py",
+     "deterministic=not train, **model_kwargs(residual_scale, None))\n        return "
+     "weighted_sums(logits, batch[\"labels\"]",
+     "deterministic=train, **model_kwargs(residual_scale, None))\n        return "
+     "weighted_sums(logits, batch[\"labels\"]"),
     ("eval_with_dropout", "gau_jax/train/step.py",
      "sums_fn(state.params, batch, None, alpha, False)",
      "sums_fn(state.params, batch, step_key(state), alpha, True)"),
@@ -246,19 +268,28 @@ def main() -> None:
     ap.add_argument("--target", action="store_true",
                     help="run each mutation's own target tests (its module's when it has none)")
     ap.add_argument("--suite", action="store_true", help="run SUITE for every mutation")
+    ap.add_argument("--kinds", action="store_true",
+                    help="only the KINDS mutations, each on its target tests (implies --target)")
     ap.add_argument("--slow", action="store_true", help="include the tests marked slow")
     ap.add_argument("--tests", default="", help="comma-separated test selection (default SUITE)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--baseline", choices=("full", "kills"), default="full",
+                    help="full: the unmutated selection must pass first; kills (cheaper): "
+                         "afterwards, each killing test must pass unmutated")
     ap.add_argument("--list", action="store_true")
     a = ap.parse_args()
     global SLOW
     SLOW = a.slow
-    chosen = [m for m in MUTATIONS if not a.only or m[0] in a.only.split(",")]
+    by_name = {m[0]: m for m in MUTATIONS}
+    chosen = [by_name[n] for n in a.only.split(",")] if a.only else MUTATIONS  # --only's order
+    chosen = [m for m in chosen if not a.kinds or m[0] in KINDS]
+    a.target = a.target or a.kinds
     if a.list:
         for m in chosen:
             found = (ROOT / m[1]).read_text().count(m[2])
-            print(f"{m[0]:28} {m[1]:32} {'ok' if found == 1 else f'STALE ({found} found)'}")
+            print(f"{m[0]:28} {m[1]:32} {'ok' if found == 1 else f'STALE ({found} found)':16}"
+                  f" {KINDS.get(m[0], '')}")
         return
     dest = Path(a.copy)
     copy_tree(dest)
@@ -267,17 +298,28 @@ def main() -> None:
     for m in chosen:
         selections[m[0]] = (a.tests.split(",") if a.tests else SUITE if a.suite else
                             m[4] if a.target and len(m) > 4 else tests_for(m[1]))
-    needed = sorted({t.split("::")[0] for ts in selections.values() for t in ts})
-    rc, lines = run_tests(dest, needed, a.timeout)
-    if rc != 0:  # the unmutated suite must pass, or nothing is measured
-        raise SystemExit(f"the unmutated tests fail in {dest} (exit {rc}): {lines[-3:]}")
-    print(f"baseline: {lines[-1]}", flush=True)
+    needed = list(dict.fromkeys(t.split("::")[0] for ts in selections.values() for t in ts))
+    if a.baseline == "full":
+        rc, lines = run_tests(dest, needed, a.timeout)
+        if rc != 0:  # the unmutated suite must pass, or nothing is measured
+            raise SystemExit(f"the unmutated tests fail in {dest} (exit {rc}): {lines[-3:]}")
+        print(f"baseline: {lines[-1]}", flush=True)
     results = []
     for m in chosen:
         r = run_one(dest, m, selections[m[0]], a.timeout)
         results.append(r)
         print(f"| {r['name']} | {r['file']} | {r['status']} | {' '.join(r['failed'])} | "
               f"{r['seconds']:.0f}s |", flush=True)
+        if a.out:
+            Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
+    kills = sorted({t for r in results if r["status"] == "killed" for t in r["failed"]})
+    if a.baseline == "kills" and kills:  # a test failing unmutated kills nothing
+        rc, lines = run_tests(dest, kills, a.timeout)
+        bad = {ln.split(" ")[1] for ln in lines if ln.startswith("FAILED ")} if rc else set()
+        for r in results:
+            if set(r["failed"]) & bad:
+                r["status"] = "error"
+        print(f"baseline (killing tests, unmutated): {lines[-1] if lines else rc}", flush=True)
         if a.out:
             Path(a.out).write_text(json.dumps(results, indent=1) + "\n")
     killed = sum(r["status"] == "killed" for r in results)

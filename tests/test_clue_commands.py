@@ -64,3 +64,69 @@ def test_command_rejects_a_bad_file_naming_the_id(clue, tmp_path):
     result = json.loads(out_json.read_text())
     assert (result["task"], result["metric"], result["accuracy"]) == ("chid", "accuracy", 50.0)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result
+
+
+# ------------------------------------------------------------------ end to end, eleven tasks
+TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
+         "chid", "cluener")
+LST_TASKS = {"afqmc", "cmrc2018", "c3", "cluener"}  # every kind once with LST, else full
+TINY = {"total_steps": 2, "batch_size": 2, "grad_accum_steps": 1, "max_length": 32,
+        "stride": 8, "max_question_length": 8, "model.num_layers": 1, "model.hidden_size": 16,
+        "model.intermediate_size": 32, "model.key_size": 8, "model.vocab_size": 64,
+        "pad_multiple": 16, "progress_bar": False, "tensorboard": False, "data_threads": 1,
+        "eval_every_steps": 2, "checkpoint_every_steps": 2, "async_checkpoints": False,
+        "log_every_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def trained(clue, tmp_path_factory):
+    """task -> workdir of a tiny model trained 2 steps on the synthetic folder (made once)."""
+    from configs import finetune
+    from gau_jax.train.loop import train
+
+    done: dict = {}
+
+    def get(task):
+        if task not in done:
+            method = "lst" if task in LST_TASKS else "full"
+            c = finetune.get_config(f"task={task},model=gau_alpha_tiny,method={method}")
+            c.update_from_flattened_dict({**TINY, "data_dir": str(clue)})
+            done[task] = tmp_path_factory.mktemp(f"{task}_{method}")
+            train(c, done[task])
+        return done[task]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_train_evaluate_predict_every_task(task, trained, clue, tmp_path):
+    from experiments.predict import run_predict
+
+    wd = trained(task)
+    out = evaluate(wd)  # DIR/best of the run, on the synthetic dev split
+    assert out["task"] == task and out["rows"] == len(submission.split_examples(task, clue))
+    metric = out["metric"]
+    assert metric == {"cmrc2018": "em", "cluener": "f1"}.get(task, "accuracy")
+    assert 0.0 <= out[metric] <= 100.0
+    path = run_predict(wd, output=str(tmp_path))
+    assert path.name == submission.submission_name(task)
+    # the written file is accepted by the scorer and scores what the model scored
+    again = evaluate(wd, predictions=path)
+    assert again[metric] == pytest.approx(out[metric])
+    test_file = clue / task / "test.json"
+    if test_file.exists():  # an unlabelled file: ids of its own
+        p = run_predict(wd, input_file=str(test_file), output=str(tmp_path / "test.json"))
+        assert [r["id"] for r in submission.read_submission(task, p)] == [7]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.parametrize("task", TASKS)
+def test_one_evaluation_on_real_dev(task, trained, shared_data):
+    real = shared_data / "clue"
+    if not (real / task).is_dir():
+        pytest.skip(f"{real / task}: not in the snapshot (it has no CMNLI)")
+    out = evaluate(trained(task), data_dir=str(real), max_rows=6)
+    assert out["rows"] == 6 and out["task"] == task
+    assert 0.0 <= out[out["metric"]] <= 100.0

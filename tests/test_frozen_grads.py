@@ -162,3 +162,86 @@ def test_frozen_leaves_get_zero_update_and_no_state():
                                          jax.tree.leaves(spec.trainable(params)), strict=True)
                   if m)
     assert n_state == 2 * n_train  # AdamW: μ and ν of the trainable leaves only
+
+
+@SLOW
+def test_bitfit_starts_from_a_pretrained_trunk_with_biases(tmp_path):
+    """init_from a trunk pretrained with model.use_bias=True: BitFit loads it and trains only
+    biases and the classifier (full / lst / lora / adapter from init_from:
+    tests/test_pretrained_load.py)."""
+    import json
+
+    from gau_jax.train.loop import Trainer
+    from tests.test_pretrained_load import TEXTS, _finetune_config, _numpy, _train
+    from tests.train_helpers import tiny_pretrain_config
+
+    corpus, task = tmp_path / "corpus.txt", tmp_path / "task"
+    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in TEXTS), encoding="utf-8")
+    task.mkdir()
+    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
+    for split in ("train", "dev"):
+        (task / f"{split}.json").write_text(
+            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    pt = tiny_pretrain_config(data_dir=str(corpus), dev_documents=8, eval_batches=1,
+                              batch_size=8, pad_multiple=16, data_threads=1, total_steps=2,
+                              checkpoint_every_steps=2, eval_every_steps=2)
+    pt.model.update(vocab_size=64, num_layers=2, use_bias=True)
+    trunk = _train(pt, tmp_path / "pt")
+    c = _finetune_config("bitfit", task, tmp_path / "pt")
+    c.model.use_bias = True
+    trainer = Trainer(c, tmp_path / "bitfit")
+    try:
+        start = _numpy(trainer.host_state().params)
+        trainer.run()
+        end = _numpy(trainer.host_state().params)
+    finally:
+        trainer.close()
+    for (path, x), y, t in zip(jax.tree_util.tree_leaves_with_path(start["encoder"]),
+                               jax.tree.leaves(end["encoder"]), jax.tree.leaves(trunk),
+                               strict=True):
+        np.testing.assert_array_equal(x, t)  # started from the pretrained trunk
+        if path_names(path)[-1] != "bias":
+            np.testing.assert_array_equal(x, y)  # frozen
+    moved = [not np.array_equal(x, y) for (p, x), y in zip(
+        jax.tree_util.tree_leaves_with_path(start["encoder"]), jax.tree.leaves(end["encoder"]),
+        strict=True) if path_names(p)[-1] == "bias"]
+    assert moved and any(moved)
+
+
+@SLOW
+@pytest.mark.parametrize("method", ["lora", "lst"])
+def test_partitioned_step_resumes_bitwise(tmp_path, method):
+    """Stopped after step 2 and resumed = uninterrupted (LST: bfloat16 trunk in the state)."""
+    import json
+
+    from gau_jax.train.loop import Trainer
+    from tests.test_pretrained_load import TEXTS, _finetune_config, _numpy
+
+    task = tmp_path / "task"
+    task.mkdir()
+    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
+    for split in ("train", "dev"):
+        (task / f"{split}.json").write_text(
+            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+
+    def config():
+        c = _finetune_config(method, task)
+        c.update(total_steps=4, checkpoint_every_steps=2, eval_every_steps=4)
+        return c
+
+    def run(workdir, stop_at=None):
+        trainer = Trainer(config(), workdir)
+        try:
+            trainer.run(stop_at=stop_at)
+            return _numpy(trainer.host_state())
+        finally:
+            trainer.close()
+
+    whole = run(tmp_path / "whole")
+    run(tmp_path / "split", stop_at=2)
+    resumed = run(tmp_path / "split")
+    if method == "lst":
+        dtypes = {x.dtype for x in jax.tree.leaves(whole.params["encoder"])}
+        assert dtypes == {np.dtype(jnp.bfloat16)}
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -72,11 +72,15 @@ def head_leaves(params) -> dict:
             jax.tree_util.keystr(p)}
 
 
+def init(model, ids):
+    return jax.jit(lambda i: model.init(jax.random.PRNGKey(0), i))(ids)["params"]
+
+
 def one_step(task: str, method: str):
     c = config(task, method)
     built = methods.get(method).build(c, tiny(), 10 if task == "cluener" else 15)
     b = batch(task)
-    params = built.model.init(jax.random.PRNGKey(0), np.ones((1, N), np.int32))["params"]
+    params = init(built.model, np.ones((1, N), np.int32))
     tx = optax.adam(1e-2)
     if built.trainable is not None:
         mask = built.trainable(params)
@@ -126,25 +130,29 @@ def test_lst_global_pointer_reads_the_side_token_states():
     gp_built = methods.get("lst").build(config("cluener", "lst"), tiny(), 10)
     cls_built = methods.get("lst").build(config("tnews", "lst"), tiny(), 15)
     b = batch("cluener")
-    params = gp_built.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
-    cls_params = cls_built.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    params = init(gp_built.model, b["input_ids"])
+    cls_params = init(cls_built.model, b["input_ids"])
     shared = {k: v for k, v in params.items() if k != "global_pointer"}
     side_width = params["down_0"]["kernel"].shape[1]
     seen_gp, seen_cls = [], []
-    with nn.intercept_methods(_capture(GlobalPointer, seen_gp)):
-        gp_built.model.apply({"params": params}, b["input_ids"], b["attention_mask"])
-    with nn.intercept_methods(_capture(nn.Dense, seen_cls)):
-        cls_built.model.apply({"params": {**shared, "classifier": cls_params["classifier"]}},
-                              b["input_ids"], b["attention_mask"])
-    states = np.asarray(seen_gp[0])
+    def run(model, p, seen, cls):  # under jit; the captured states leave as outputs
+        def f(p, ids, mask):
+            with nn.intercept_methods(_capture(cls, seen)):
+                model.apply({"params": p}, ids, mask)
+            return seen[-1]  # GlobalPointer: its input; Dense: the classifier's (last)
+        return np.asarray(jax.jit(f)(p, b["input_ids"], b["attention_mask"]))
+
+    states = run(gp_built.model, params, seen_gp, GlobalPointer)
+    cls_in = run(cls_built.model, {**shared, "classifier": cls_params["classifier"]}, seen_cls,
+                 nn.Dense)
     assert states.shape == (2, N, side_width)  # token states of the side network (head "side")
-    np.testing.assert_allclose(states[:, 0], np.asarray(seen_cls[-1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(states[:, 0], cls_in, rtol=1e-5, atol=1e-6)
 
     def loss(p):
         logits = gp_built.model.apply({"params": p}, b["input_ids"], b["attention_mask"])
         return jnp.sum(jnp.where(logits > -1e11, logits, 0.0) ** 2)
 
-    g = jax.grad(loss)(params)
+    g = jax.jit(jax.grad(loss))(params)
     norm = lambda t: float(optax.global_norm(t))
     assert norm(g["side_0"]) > 0 and norm(g["down_1"]) > 0 and norm(g["global_pointer"]) > 0
     assert norm(g["encoder"]) == 0.0  # stop_gradient: nothing reaches the frozen trunk
@@ -154,10 +162,10 @@ def test_sums_mask_choices_and_count_exact_rows():
     c = config("c3", "full")
     built = methods.get("full").build(c, tiny(), 0)
     b = batch("c3")
-    params = built.model.init(jax.random.PRNGKey(0), b["input_ids"][:, 0])["params"]
-    sums = sums_fn_for("multiple_choice", built.model)
-    logits = np.asarray(built.model.apply({"params": params}, b["input_ids"],
-                                          b["attention_mask"], b["segment_ids"]))
+    params = init(built.model, b["input_ids"][:, 0])
+    sums = jax.jit(sums_fn_for("multiple_choice", built.model), static_argnums=(2, 3, 4))
+    logits = np.asarray(jax.jit(built.model.apply)({"params": params}, b["input_ids"],
+                                                   b["attention_mask"], b["segment_ids"]))
     b2 = dict(b, choice_mask=b["choice_mask"].copy())
     b2["choice_mask"][0, 0] = 0  # masked though present: it must leave the softmax
     got = sums(params, b2, None, None, False)

@@ -147,7 +147,8 @@ def sigmoid(x):
 def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
     # unrolled, no remat: the same math as the scanned side loop, and nothing big to compile
     lst = LSTConfig(reduction=4, side_layers=2, fusion=fusion, head=head, dropout=0.0,
-                    gate_temperature=temperature, scan_layers=False, remat="none")
+                    gate_temperature=temperature, scan_layers=False, remat="none",
+                    trunk_dtype="float32")  # the float32 hand computation below
     # the trunk's own dropout must be off inside LST (frozen, deterministic trunk), so the
     # expected values below use a dropout-free trunk while the model runs with dropout on
     model = build_model(tiny(hidden_dropout=0.3, attention_dropout=0.3), 3, lst)

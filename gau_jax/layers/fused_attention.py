@@ -4,10 +4,10 @@ and softmax_plus.
 With logits a_ij = q_i·k_j/√s over the visible keys j of the row (mask 1) and n_b the visible
 keys of sample b (clamped as in attention.py):
 
-    softmax       A = softmax_j(q_i·k_j/√s)                         → dot_product_attention(q, k, v)
+    softmax       A = softmax_j(q_i·k_j/√s)              → dot_product_attention(q, k, v)
     softmax_plus  A = softmax_j(a_ij · log(n_b)/log(512))
-                    = softmax_j((c_b·q_i)·k_j/√s),  c_b = log(n_b)/log(512)
-                                                                    → dot_product_attention(c_b·q, k, v)
+                    = softmax_j((c_b·q_i)·k_j/√s)         → dot_product_attention(c_b·q, k, v)
+                  with c_b = log(n_b)/log(512)
 
 The per-sample factor c_b is folded into the queries, so the kernel sees plain softmax attention
 with a key mask. A sample without any visible key gets output 0 (as normalize_attention's rows

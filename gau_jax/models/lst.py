@@ -27,7 +27,8 @@ and the train step takes no gradient for them. lst.trunk_dtype = bfloat16 stores
 and runs the frozen trunk in bfloat16; the side network, its params and the optimizer stay
 float32. Each side block keeps RoPE's θ_i as a frozen param `rope_inv_freq` (base^(−2i/k) for a
 random init; the trunk's θ of the kept pairs after a pruned one, so a pruned side block rotates
-its pairs as the trunk did). With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
+its pairs as the trunk did).
+With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
 `feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
 
 The side layers run under `lax.scan` (lst.scan_layers; False = unrolled, same math) over their

@@ -160,8 +160,8 @@ def _prune_layer(w: dict, s: dict, trunk: EncoderConfig, side: EncoderConfig,
 
 
 def _kept_frequencies(channels: np.ndarray, trunk: EncoderConfig) -> np.ndarray:
-    """θ_p = base^(−2p/k) of the trunk pairs p = channel // 2 that `channels` (whole pairs, [..., 2m],
-    indices inside one head of key size k) keep: shape [..., m]."""
+    """θ_p = base^(−2p/k) of the trunk pairs p = channel // 2 that `channels` keep (whole pairs,
+    [..., 2m], indices inside one head of key size k): shape [..., m]."""
     pairs = np.asarray(channels)[..., 0::2] // 2
     return np.asarray(inverse_frequencies(trunk.key_size, trunk.rope_base))[pairs]
 

@@ -58,12 +58,13 @@ def run(fn, params, batches: Iterable[dict], limit: int = 0
 
 def predictions(spec: TaskSpec, examples: Sequence[Mapping],
                 outputs: Iterable[tuple[dict, np.ndarray]], features: Any = None,
-                label_names: Sequence[str] = (), max_answer_length: int = MAX_ANSWER_LENGTH
-                ) -> tuple[Any, list, set[int]]:
+                label_names: Sequence[str] = (), max_answer_length: int = MAX_ANSWER_LENGTH,
+                complete: bool = True) -> tuple[Any, list, set[int]]:
     """(prediction objects, raw outputs per example, indices of the examples predicted) from
     the (batch, logits) of one ordered pass over `examples` (classification) or their features.
     raw: classification / MC the logits row, NER the decoded (type, i, j, score) spans of the
-    example's row; CMRC2018 [] (its answers come from all windows together)."""
+    example's row; CMRC2018 [] (its answers come from all windows together). complete: NER
+    examples without a feature row predict no entity ({}) instead of being left out."""
     from gau_jax.data import submission
     from gau_jax.data.task_features import AnswerAggregator
     from gau_jax.data.task_features_ner_mc import ner_entities
@@ -109,8 +110,11 @@ def predictions(spec: TaskSpec, examples: Sequence[Mapping],
                     raw[i] = logits[row]
                     c = int(np.argmax(logits[row]))
                     labels[i] = _choice_label(task, examples[i], c)
+    seen = set(labels)
+    if spec.kind == "ner" and complete:
+        labels = {i: labels.get(i, {}) for i in range(len(examples))}
     objects = [{"id": eid(examples[i]), "label": labels[i]} for i in sorted(labels)]
-    return objects, [raw.get(i) for i in range(len(examples))], set(labels)
+    return objects, [raw.get(i) for i in range(len(examples))], seen
 
 
 def _choice_label(task: str, example: Mapping, c: int) -> Any:
@@ -144,7 +148,8 @@ class DevEval:
                                shard_index=0, shard_count=1)  # every process: all rows
         objects, _, seen = predictions(
             self.spec, self.examples, run(self.fn, params, batches, c.eval_batches),
-            self.features, max_answer_length=c.get("max_answer_length", MAX_ANSWER_LENGTH))
+            self.features, max_answer_length=c.get("max_answer_length", MAX_ANSWER_LENGTH),
+            complete=not c.eval_batches)
         examples = self.examples
         if c.eval_batches:  # score only what was predicted
             examples = [self.examples[i] for i in sorted(seen)]

@@ -42,7 +42,7 @@ import ml_collections
 
 from gau_jax import pretrained as pretrained_lib
 from gau_jax.data import pipeline, sources
-from gau_jax.data.tasks import check_task
+from gau_jax.data.tasks import as_text, check_task
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
 from gau_jax.models import build_encoder, presets, unstack_layers
 from gau_jax.train import decode, methods
@@ -172,9 +172,9 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
             raise ValueError(f"task {config.task!r} (data_dir={config.data_dir!r}) has no "
                              f"{split} split")
 
-    def texts():
+    def texts():  # of the train split, for a character vocabulary (no init_from / vocab_path)
         for row in splits["train"]:
-            yield from (t for t in spec.texts(row) if t)
+            yield from (t for t in _row_texts(spec, row) if t)
 
     tok = _tokenizer(config, workdir, texts, vocab)
     if trunk is None:
@@ -216,6 +216,20 @@ def _finetune_inputs(config, workdir: Path) -> Inputs:
     if method.prepare is not None:
         inputs = method.prepare(inputs, config, workdir, splits, spec)
     return inputs
+
+
+def _row_texts(spec, row) -> list[str]:
+    """The strings of a row: classification spec.texts; the other kinds every text field
+    (C3 context sentences and choices, ChID candidates: lists)."""
+    if spec.kind == "classification":
+        return [t for t in spec.texts(row) if t]
+    from gau_jax.data.task_features import texts_of
+
+    out = []
+    for f in spec.text_fields:
+        v = row[f]
+        out += [as_text(v)] if isinstance(v, str | bytes) else texts_of(v)
+    return out
 
 
 def task_features(spec, examples, tok: ChineseTokenizer, config) -> Any:

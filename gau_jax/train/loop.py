@@ -4,7 +4,9 @@
         batch_t = next(train iterator)                  (local rows → global sharded arrays)
         state   = train_step(state, batch_t)            (jit on a mesh, or pmap)
         every log_every_steps:        train means → metrics.jsonl / TensorBoard / progress
-        every eval_every_steps + end: dev sums → accuracy (+ DIR/best when it improves)
+        every eval_every_steps + end: dev sums → accuracy (span / NER: + EM, F1 decoded by
+                                      Inputs.dev_eval) → DIR/best when the task's CLUE
+                                      metric (Inputs.best_metric) improves
         every checkpoint_every_steps + end: state + iterator state → DIR/checkpoints
 
 A workdir that already holds a checkpoint resumes from it (params, optimizer state, step, data

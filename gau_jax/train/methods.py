@@ -8,7 +8,8 @@ A Method says, for a resolved run config, model config and number of classes,
                        head (`head_of`: classification [b, K], multiple choice [b, C] from
                        [b, C, n] inputs, GlobalPointer spans [b, T, n, n]; gau_jax/models/heads.py)
         trainable      fn(params) -> bool pytree (None = every leaf trains); False leaves are
-                       frozen: update 0 and no optimizer state (optax.multi_transform)
+                       frozen: no gradient (the train step differentiates the trainable
+                       partition only), update 0, no optimizer state (optax.multi_transform)
         encoder_path   where config.init_from's encoder params go inside the model's params
         model_config   the encoder config the model really has (written to DIR/config.json)
         keep_fresh     fn(leaf path) -> True for leaves a pretrained trunk need not have
