@@ -57,6 +57,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.evals = 1                      # dev evaluations per run (the best is reported)
     c.dev_rows = 1024                # evaluate on the first rows of dev (0 = all; CPU budget)
     c.results_dir = ""               # lst_clue.md ("" = the workdir)
+    c.train = True                   # False: report the finished runs only (train nothing)
     c.command = ("python -m experiments.lst_clue --config configs/lst_clue.py:full "
                  "--workdir runs/lst_clue --config.data_dir=../shared/data/clue")  # set by CLI
     if arg == "smoke":

@@ -208,9 +208,11 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
     majority: dict[str, float] = {}
 
-    def get(task: str, name: str, lr: float, seed: int) -> dict:
+    def get(task: str, name: str, lr: float, seed: int) -> dict | None:
         o = run_overrides(c, task, name, lr, seed, init_from.name if trunk else c.init_from)
         row = log.get({"run": run_name(o)})
+        if row is None and not c.train:
+            return None
         if row is None:
             if task not in majority:
                 majority[task] = majority_rate(task, c.data_dir,
@@ -222,13 +224,15 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
             print(json.dumps(row), flush=True)
         return row
 
-    sweep = {m: [get(c.sweep_task, sweep_variant(m, variants), lr, seeds[0]) for lr in grid[m]]
-             for m in methods}
+    sweep = {m: [r for r in (get(c.sweep_task, sweep_variant(m, variants), lr, seeds[0])
+                             for lr in grid[m]) if r] for m in methods}
+    sweep = {m: rs for m, rs in sweep.items() if rs}  # train=False: methods with a finished run
     chosen = {m: max(rows, key=lambda r: r["dev_accuracy"])["lr"] for m, rows in sweep.items()}
-    rows = [get(task, name, chosen[variant(name)[0]], seed)
-            for task in cli.names(c.tasks) for name in variants
-            if not variant(name)[1].get("lst.cache") or task in cli.names(c.cached_tasks)
-            for seed in seeds]
+    rows = [r for r in (get(task, name, chosen[variant(name)[0]], seed)
+                        for task in cli.names(c.tasks) for name in variants
+                        if variant(name)[0] in chosen and (not variant(name)[1].get("lst.cache")
+                                                           or task in cli.names(c.cached_tasks))
+                        for seed in seeds) if r]
     text = report(rows, sweep, chosen, c, trunk)
     out = cli.results_dir(c, workdir)
     out.mkdir(parents=True, exist_ok=True)

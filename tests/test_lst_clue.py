@@ -58,6 +58,8 @@ def test_sweep_picks_the_best_rate_and_fixes_it(monkeypatch, tmp_path):
     text = (tmp_path / "lst_clue.md").read_text()
     assert "| afqmc | 60.0 | lst | 0.1 | 90.00 ± 0.00 | 90.00 / 90.00 | 1.00 |" in text
     assert lst_clue.run(c, tmp_path / "w") == rows and len(trained) == 11  # all read back
+    c.update(train=False, seeds=(0, 1, 2))  # report only: seed 2 is neither trained nor listed
+    assert lst_clue.run(c, tmp_path / "w") == rows and len(trained) == 11
 
 
 def test_rerun_skips_same_settings_and_trains_new_ones(monkeypatch, tmp_path):

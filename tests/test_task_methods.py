@@ -95,7 +95,8 @@ def one_step(task: str, method: str):
 
 
 @pytest.mark.parametrize("method", ["full", "lst"])
-@pytest.mark.parametrize("task", ["c3", "cmrc2018", "cluener"])
+@pytest.mark.parametrize("task", ["c3", "cluener",  # cmrc2018: the same GlobalPointer, T = 1
+                                  pytest.param("cmrc2018", marks=pytest.mark.slow)])
 def test_full_and_lst_train_every_head(task, method):
     one_step(task, method)
 
