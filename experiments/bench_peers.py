@@ -172,7 +172,8 @@ def report(records: list[dict], command: str) -> str:
     r0 = records[0]
     lines += [
         f"Ports: `roformer` (RoFormerV2, norm_type=rms_norm) and `gau-alpha`, torch "
-        f"{r0['torch']} ({r0['torch_threads']} threads), in their own process. Same shapes on "
+        f"{r0['torch']}, in their own process (cores: all = both sides use every core; 1 = both "
+        "pinned to one core, one thread each). Same shapes on "
         "both sides: MLM cross-entropy over every token (tied head over all positions), AdamW, "
         "dropout off, float32. Each round the port takes one step and each gau_jax variant one "
         "step right after it; ratio = median over rounds of gau_jax step ÷ the port's step of "
@@ -181,12 +182,13 @@ def report(records: list[dict], command: str) -> str:
     rows = []
     for r in records:
         for v, x in r["variants"].items():
-            rows.append([r["size"], r["block"], f"{r['batch']}×{r['n']}", v,
+            rows.append([r["size"], r["block"], f"{r['batch']}×{r['n']}",
+                         r.get("threads") or "all", v,
                          f"{r['port_s'] * 1e3:.0f}", f"{x['step_s'] * 1e3:.0f}",
                          f"**{x['ratio']:.2f}**", f"{x['ratio_min']:.2f}–{x['ratio_max']:.2f}",
                          r["rounds"], f"{r['load_avg'][0]}→{r['load_avg'][1]}"])
     lines.append(runlog.markdown_table(
-        ["size", "block", "batch×n", "gau_jax variant", "port ms", "gau_jax ms",
+        ["size", "block", "batch×n", "cores", "gau_jax variant", "port ms", "gau_jax ms",
          "ratio", "range", "rounds", "load"], rows))
     lines += ["", "Variants: " + "; ".join(f"`{v}` = {json.dumps(o)}" for v, o in VARIANTS.items()
                                           if any(v in r["variants"] for r in records)) + ".", ""]
@@ -202,6 +204,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=0,
                    help="> 0: both sides pinned to this many cores (0: all cores)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep peers.json's other (size, block, threads) records")
     p.add_argument("--results_dir", default=str(ROOT / "experiments" / "results"))
     p.add_argument("--python", default=os.environ.get("GAU_JAX_PARITY_PYTHON")
                    or str(ROOT / ".venv-parity" / "bin" / "python"))
@@ -226,11 +230,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 records.append(bench_pair(port, size, block, variants, rounds))
     finally:
         port.close()
-    out = pathlib.Path(a.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "peers.json").write_text(json.dumps(records, indent=1))
-    (out / "peers.md").write_text(report(records, command.strip()))
+    for r in records:
+        r["threads"], r["command"] = a.threads, command.strip()
+    write(records, pathlib.Path(a.results_dir), a.merge)
     return records
+
+
+def write(records: list[dict], out: pathlib.Path, merge: bool = False) -> None:
+    """peers.json and peers.md in `out`; merge: keep the records of peers.json already there
+    whose (size, block, threads) this run did not measure (each run's command is listed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    if merge and (out / "peers.json").exists():
+        key = lambda r: (r["size"], r["block"], r.get("threads", 0))
+        new = {key(r) for r in records}
+        old = [r for r in json.loads((out / "peers.json").read_text()) if key(r) not in new]
+        records = old + records
+    (out / "peers.json").write_text(json.dumps(records, indent=1))
+    commands = list(dict.fromkeys(r.get("command", "") for r in records))
+    (out / "peers.md").write_text(report(records, " ; ".join(c for c in commands if c)))
 
 
 if __name__ == "__main__":

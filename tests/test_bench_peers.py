@@ -82,5 +82,5 @@ def test_quick_run_writes_ratios(tmp_path):
             float(np.median(np.asarray(x["times"]) / np.asarray(r["port_times"]))))
     text = (tmp_path / "peers.md").read_text()
     assert text.startswith("# gau_jax vs the PyTorch ports") and "Commit " in text
-    assert "| quick | gau | 2×32 | default |" in text
+    assert "| quick | gau | 2×32 | all | default |" in text
     assert json.loads((tmp_path / "peers.json").read_text())[1]["port"] == "roformer"

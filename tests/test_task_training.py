@@ -10,7 +10,8 @@ import pytest
 from configs import finetune
 from gau_jax.data import submission
 from gau_jax.train import predict
-from gau_jax.train.loop import Trainer
+from gau_jax.train.inputs import build_inputs
+from gau_jax.train.loop import Trainer, validate_config
 from tests.clue_fixtures import write_clue
 
 
@@ -61,3 +62,14 @@ def test_train_keep_best_by_clue_metric_and_predict(tmp_path, task, method, metr
         got = clue_metrics.score(task, pred.objects, submission.gold_objects(task, examples))
         assert got[metric] == pytest.approx(best[metric])
     assert predict.load_run(wd, "latest").step == 4
+
+
+def test_total_steps_from_epochs_of_featurised_rows(tmp_path):
+    clue = write_clue(tmp_path / "clue")
+    config = tiny_config("c3", "full", clue)
+    config.update(total_steps=0, epochs=3, batch_size=8)
+    validate_config(config)  # total_steps = 0 is allowed with epochs > 0
+    inputs = build_inputs(config, tmp_path / "run")
+    rows = len(inputs.features["train"])  # C3: one row per question (6 in the fixture)
+    assert inputs.config.total_steps == 3 * -(-rows // 8) and config.total_steps == 0
+    assert inputs.best_metric == "accuracy" and inputs.dev_eval is None
