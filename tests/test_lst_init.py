@@ -104,7 +104,8 @@ def test_trainer_starts_from_the_pruned_side(tmp_path):
     def trainer(init):
         c = finetune.get_config("task=sentiment,model=gau_alpha_tiny,method=lst")
         c.model.update(num_layers=2, vocab_size=60)
-        c.lst.update(reduction=4, side_layers=2, init=init, dropout=0.0)
+        c.lst.update(reduction=4, side_layers=2, init=init, dropout=0.0,
+                     trunk_dtype="float32")  # want: pruned from the stored trunk below
         c.update(total_steps=1, batch_size=8, max_length=16, progress_bar=False,
                  tensorboard=False, async_checkpoints=False)
         return Trainer(c, tmp_path / init)
