@@ -42,7 +42,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.data_dir = ""                  # the CLUE folder (required)
     c.init_from = ""                 # a trunk to fine-tune instead of pretraining one here
-    c.pretrain_steps = 800           # MLM steps of the trunk
+    c.pretrain_steps = 3000          # MLM steps of the trunk
     c.tasks = ("tnews", "iflytek", "ocnli")
     c.variants = tuple(VARIANTS)     # names of VARIANTS to run
     c.cached_tasks = ("iflytek",)    # variants with lst.cache run on these only (disk, time)
@@ -51,8 +51,8 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         "full": (3e-3, 1e-2, 3e-2), "lst": (1e-2, 3e-2, 1e-1), "lora": (3e-2, 1e-1, 3e-1),
         "adapter": (1e-2, 3e-2, 1e-1), "bitfit": (3e-2, 1e-1, 3e-1)})
     c.seeds = (0, 1)                 # fine-tuning seeds (params init, dropout, data order)
-    c.steps = 120                    # fine-tuning steps per run
-    c.batch_size = 16
+    c.steps = 600                    # fine-tuning steps per run (120 x 16 learns nothing)
+    c.batch_size = 32
     c.max_length = 64
     c.evals = 1                      # dev evaluations per run (the best is reported)
     c.dev_rows = 1024                # evaluate on the first rows of dev (0 = all; CPU budget)

@@ -302,7 +302,8 @@ def report(rows: list[dict], sweep: dict[str, list[dict]], chosen: dict[str, flo
         full = s.get((task, "full"))
         rel = f"{g['mean'] / full['mean']:.2f}" if full and full["mean"] else "–"
         table.append([task, f"{100 * g['majority']:.1f}", name, f"{g['lr']:g}",
-                      f"{100 * g['mean']:.2f} ± {100 * g['sd']:.2f}",
+                      f"{100 * g['mean']:.2f} ± {100 * g['sd']:.2f}" if len(g["values"]) > 1
+                      else f"{100 * g['mean']:.2f} (1 seed)",
                       " / ".join(f"{100 * v:.2f}" for v in g["values"]), rel,
                       f"{g['trainable_pct']:.1f} %", f"{g['wall']:.0f}"])
     md += [markdown_table(["task", "majority %", "variant", "lr", "dev acc % (mean ± sd)",
