@@ -19,7 +19,8 @@ from gau_jax.train.feature_cache import (
 from gau_jax.train.step import classification_sums_fn
 from tests.test_lst import batch
 
-LST = {"reduction": 4, "side_layers": 2, "dropout": 0.0, "fusion": "additive", "head": "gated"}
+LST = {"reduction": 4, "side_layers": 2, "dropout": 0.0, "fusion": "additive", "head": "gated",
+       "trunk_dtype": "float32"}  # the cache is built from the float32 trunk
 
 
 def setup():
