@@ -76,8 +76,8 @@ def test_c3_answer_not_a_choice(tmp_path):
                                         r"the choices \['甲', '乙'\]"):
         _parse("c3", root)
     rows, stats = _parse("c3", root, "skip")
-    assert stats["skipped"] == 1 and "7-1-0" in {r["id"] for r in rows}
-    assert "7-1-1" not in {r["id"] for r in rows}
+    assert stats["skipped"] == 1 and "d-7-1-0" in {r["id"] for r in rows}
+    assert "d-7-1-1" not in {r["id"] for r in rows}
 
 
 @pytest.mark.parametrize("content,found", [("没有空", 0), ("#idiom#和#idiom#", 2)])

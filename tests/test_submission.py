@@ -39,9 +39,9 @@ def test_cluener_and_mc_files(tmp_path):
     assert path.read_text(encoding="utf-8") == (
         '{"id": 0, "label": {"game": {"CSOL": [[4, 7]]}}}\n')
     assert submission.read_submission("cluener", path) == preds
-    c3 = submission.write_submission("c3", [{"id": "1-1-0", "label": "打招呼"}],
+    c3 = submission.write_submission("c3", [{"id": "d-1-1-0", "label": "打招呼"}],
                                      tmp_path / "c3_predict.json")
-    assert c3.read_text(encoding="utf-8") == '{"id": "1-1-0", "label": "打招呼"}\n'
+    assert c3.read_text(encoding="utf-8") == '{"id": "d-1-1-0", "label": "打招呼"}\n'
 
 
 def test_cmrc2018_file_round_trip(tmp_path):
@@ -61,7 +61,7 @@ def test_gold_objects_from_the_data(clue):
     assert submission.gold_objects("cluener", rows(clue, "cluener")) == [
         {"id": 0, "label": {"game": {"CSOL": [[4, 7]]}}}]
     c3 = submission.gold_objects("c3", rows(clue, "c3"))
-    assert c3[:2] == [{"id": "1-1-0", "label": "打招呼"}, {"id": "1-1-1", "label": "二"}]
+    assert c3[:2] == [{"id": "d-1-1-0", "label": "打招呼"}, {"id": "d-1-1-1", "label": "二"}]
     assert submission.gold_objects("cmrc2018", rows(clue, "cmrc2018")) == {
         "Q1": ["光荣"], "Q2": ["游戏", "游戏"]}
     wsc = submission.gold_objects("cluewsc2020", rows(clue, "cluewsc2020"))
@@ -99,7 +99,7 @@ def test_check_rejects_naming_the_id(clue, task, preds, message):
 def test_c3_label_must_be_a_choice(clue):
     ex = rows(clue, "c3")
     preds = [{"id": submission.example_id("c3", e), "label": "甲"} for e in ex]
-    with pytest.raises(SubmissionError, match="id '1-1-0': label '甲' is not one of"):
+    with pytest.raises(SubmissionError, match="id 'd-1-1-0': label '甲' is not one of"):
         submission.check_predictions("c3", preds, ex)
 
 
@@ -114,3 +114,13 @@ def test_input_file_without_labels(clue):
     ex = submission.split_examples("afqmc", input_file=clue / "afqmc/test.json")
     assert [submission.example_id("afqmc", e) for e in ex] == [7]
     assert submission.gold_objects("afqmc", ex) == [{"id": 7, "label": None}]
+
+
+def test_c3_ids_are_unique_across_the_d_and_m_files(tmp_path):
+    """The d- and m- files reuse document ids (the fixture: "1-1" in both train files); a
+    question's id names its file, so a whole split's submission has no duplicate id."""
+    write_clue(tmp_path)
+    rows = submission.split_examples("c3", tmp_path, "train")
+    ids = [submission.example_id("c3", r) for r in rows]
+    assert len(ids) == len(set(ids)) == 6
+    assert {"d-1-1-0", "m-1-1-0", "m-1-2-0"} <= set(ids)

@@ -152,7 +152,10 @@ def _jsonl_examples(spec: TaskSpec, path: pathlib.Path, split: str, stats: colle
 
 def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
         on_bad: OnBad) -> Iterator[tuple[str, Example]]:
-    docs, ids = load_json(path), UniqueIds()  # ids repeat across the d- and m- files
+    docs, ids = load_json(path), UniqueIds()
+    # Document ids repeat across the d- (dialogue) and m- (mixed genre) files: a question's id
+    # is "<file prefix>-<document id>-<question index>", e.g. "d-47-275-0", unique in a split.
+    prefix = path.name.split("-", 1)[0] if "-" in path.name else path.stem
     if not isinstance(docs, list):
         raise DataError(path, "expected a JSON array of [context, questions, id] documents")
     for d, doc in enumerate(docs):
@@ -179,11 +182,11 @@ def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Count
                     label = choice.index(answer)
                 else:
                     answer, label = "", -1
-                ids.check(f"{doc[2]}-{q}", path, None, field=f"[{d}][2]")
+                ids.check(f"{prefix}-{doc[2]}-{q}", path, None, field=f"[{d}][2]")
             except DataError as e:
                 report(on_bad, e)
                 continue
-            yield f"{path.name}:{d}:{q}", {"id": f"{doc[2]}-{q}", "context": doc[0],
+            yield f"{path.name}:{d}:{q}", {"id": f"{prefix}-{doc[2]}-{q}", "context": doc[0],
                                            "question": question, "choice": choice,
                                            "answer": answer, "label": label}
 

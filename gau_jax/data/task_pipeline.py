@@ -21,9 +21,17 @@ from typing import Any
 import grain
 import numpy as np
 
-from gau_jax.data.pipeline import _FILLER, _fill, bucket_length, process_shard, shard_rows
+from gau_jax.data.pipeline import (
+    _FILLER,
+    _fill,
+    bucket_length,
+    classification_dataset,
+    process_shard,
+    shard_rows,
+)
 from gau_jax.data.task_features import Features, span_features
 from gau_jax.data.task_features_ner_mc import choice_features, ner_features
+from gau_jax.data.tasks import TaskSpec
 from gau_jax.data.tokenizer import ChineseTokenizer
 
 
@@ -129,3 +137,17 @@ def build_features(task: str, examples: Iterable[Mapping], tokenizer: ChineseTok
     if task in ("c3", "chid"):
         return choice_features(examples, tokenizer, task, max_len=max_len, truncate=truncate)
     raise ValueError(f"build_features handles cmrc2018, cluener, c3, chid; not {task!r}")
+
+
+def task_batches(spec: TaskSpec, examples: Any, tokenizer: ChineseTokenizer,
+                 features: Features | None = None, *, train: bool, batch_size: int,
+                 max_len: int, seed: int = 0, pad_multiple: int = 32, num_threads: int = 4,
+                 shard_index: int | None = None,
+                 shard_count: int | None = None) -> Iterable[dict[str, Any]]:
+    """Batches of a split for any task kind: classification from the examples, the others from
+    their Features (train: shuffled, repeated; else one ordered pass with weight-0 filler)."""
+    kw = dict(batch_size=batch_size, train=train, seed=seed, pad_multiple=pad_multiple,
+              num_threads=num_threads, shard_index=shard_index, shard_count=shard_count)
+    if spec.kind == "classification":
+        return classification_dataset(examples, tokenizer, spec, max_len=max_len, **kw)
+    return task_dataset(features, **kw)

@@ -139,7 +139,7 @@ class DevEval:
 
     def __call__(self, params) -> dict[str, float]:
         from gau_jax.data import clue_metrics, submission
-        from gau_jax.train.inputs import task_batches
+        from gau_jax.data.task_pipeline import task_batches
 
         c = self.config
         batches = task_batches(self.spec, self.examples, self.tok, self.features, train=False,

@@ -42,6 +42,7 @@ import ml_collections
 
 from gau_jax import pretrained as pretrained_lib
 from gau_jax.data import pipeline, sources
+from gau_jax.data.task_pipeline import task_batches
 from gau_jax.data.tasks import as_text, check_task
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
 from gau_jax.models import build_encoder, presets, unstack_layers
@@ -246,18 +247,3 @@ def task_features(spec, examples, tok: ChineseTokenizer, config) -> Any:
     else:
         kw = dict(max_len=config.max_length, truncate=config.get("truncate", "keep_head"))
     return task_pipeline.build_features(spec.name, examples, tok, **kw)
-
-
-def task_batches(spec, examples, tok: ChineseTokenizer, features: Any = None, *, train: bool,
-                 batch_size: int, max_len: int, seed: int = 0, pad_multiple: int = 32,
-                 num_threads: int = 4, shard_index: int | None = None,
-                 shard_count: int | None = None) -> Iterable[dict[str, Any]]:
-    """Batches of a split for any task kind: classification from the examples, the others from
-    their Features (train: shuffled, repeated; else one ordered pass with weight-0 filler)."""
-    kw = dict(batch_size=batch_size, train=train, seed=seed, pad_multiple=pad_multiple,
-              num_threads=num_threads, shard_index=shard_index, shard_count=shard_count)
-    if spec.kind == "classification":
-        return pipeline.classification_dataset(examples, tok, spec, max_len=max_len, **kw)
-    from gau_jax.data import task_pipeline
-
-    return task_pipeline.task_dataset(features, **kw)

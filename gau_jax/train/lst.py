@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from gau_jax.data.task_pipeline import task_batches
 from gau_jax.models.encoder import encoder_config
 from gau_jax.models.lst import (
     build_model,
@@ -41,7 +42,6 @@ from gau_jax.models.lst import (
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
 from gau_jax.train import feature_cache, methods
 from gau_jax.train.checkpoint import merge_pretrained
-from gau_jax.train.inputs import task_batches
 from gau_jax.train.step import sums_fn_for
 
 

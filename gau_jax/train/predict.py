@@ -27,11 +27,12 @@ import numpy as np
 
 from gau_jax import pretrained as pretrained_lib
 from gau_jax.convert import workdir as workdir_lib
+from gau_jax.data.task_pipeline import task_batches
 from gau_jax.data.tasks import CLUE_TASKS, TaskSpec, get_task
 from gau_jax.data.tokenizer import ChineseTokenizer, load_tokenizer
 from gau_jax.models import unstack_layers
 from gau_jax.train import decode, methods
-from gau_jax.train.inputs import task_batches, task_features
+from gau_jax.train.inputs import task_features
 
 CHECKPOINTS = ("best", "latest")
 
