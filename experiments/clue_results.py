@@ -200,7 +200,7 @@ def report(rows: list[dict], c: ml_collections.ConfigDict, trunk: Path) -> str:
                               f"steps ({' / '.join(methods)})",
                               f"wall s ({' / '.join(methods)})", "dev rows",
                               "GAU-α base, full CLUE (Su)"], table))
-    md += ["", "Data: the snapshot's splits (MANIFEST of the data folder): AFQMC is DataCLUE's "
+    md += ["", "Data: the CLUE folder's splits: AFQMC is DataCLUE's "
            "10k subset with its clean 2k test_public as dev; IFLYTEK, CSL, CLUEWSC2020 and ChID "
            "are FewCLUE's few-shot splits; CMRC2018 trains on the 1,002-question trial set; no "
            "CMNLI. The numbers are not comparable with published CLUE dev scores; the last "

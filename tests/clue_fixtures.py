@@ -109,7 +109,7 @@ EXPECTED = {
     "cmrc2018": {"train": 2, "dev": 2},
 }
 
-# MANIFEST.md counts (after dropping OCNLI '-' rows; C3/CMRC2018 per question)
+# The data folder's counts (after dropping OCNLI '-' rows; C3/CMRC2018 per question)
 REAL_COUNTS = {
     "afqmc": {"train": 10000, "dev": 2000},
     "tnews": {"train": 53360, "dev": 10000},

@@ -166,7 +166,7 @@ def test_task_folder_itself_and_reprepare_on_change(tmp_path):
 @pytest.mark.parametrize("task", sorted(REAL_COUNTS))
 @pytest.mark.slow
 def test_real_snapshot_counts(shared_data, tmp_path, task):
-    # CMRC2018: 5 train / 7 dev answers are not at their answer_start (MANIFEST.md: 5 and 3
+    # CMRC2018: 5 train / 7 dev answers are not at their answer_start (the data notes count 5 and 3
     # first answers; dev adds 4 further references): "skip" drops only their positions.
     bad_rows = "skip" if task == "cmrc2018" else "raise"
     builder = clue.prepare(task, shared_data / "clue", tmp_path, bad_rows=bad_rows)

@@ -70,7 +70,8 @@ def test_command_rejects_a_bad_file_naming_the_id(clue, tmp_path):
 TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
          "chid", "cluener")
 LST_TASKS = {"afqmc", "cmrc2018", "c3", "cluener"}  # every kind once with LST, else full
-TINY = {"total_steps": 2, "batch_size": 2, "grad_accum_steps": 1, "max_length": 32,
+# batch 8: divisible by the 8 host devices the Makefile forces (XLA_FLAGS)
+TINY = {"total_steps": 2, "batch_size": 8, "grad_accum_steps": 1, "max_length": 32,
         "stride": 8, "max_question_length": 8, "model.num_layers": 1, "model.hidden_size": 16,
         "model.intermediate_size": 32, "model.key_size": 8, "model.vocab_size": 64,
         "pad_multiple": 16, "progress_bar": False, "tensorboard": False, "data_threads": 1,

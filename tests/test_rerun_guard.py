@@ -23,7 +23,8 @@ def _config(task, method="full", **kw):
                    vocab_size=64)
     c.update(data_dir=str(task), total_steps=4, batch_size=8, max_length=16, pad_multiple=16,
              checkpoint_every_steps=2, eval_every_steps=4, progress_bar=False,
-             tensorboard=False, async_checkpoints=False, data_threads=1, optimizer="adamw")
+             tensorboard=False, async_checkpoints=False, data_threads=1, optimizer="adamw",
+             learning_rate=1e-3)  # pinned: each method has its own default rate
     c.update(kw)
     return c
 

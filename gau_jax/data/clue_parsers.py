@@ -1,4 +1,4 @@
-"""Row parsers for the 11 CLUE tasks in their distributed layout (see shared/data/MANIFEST.md).
+"""Row parsers for the 11 CLUE tasks in their distributed layout (docs/batches.md: what they yield).
 
 `parse_split(spec, paths, split, stats, bad_rows)` yields (key, example) with the fields of the
 TFDS features in clue.py. Labels are required on train/dev and optional on test (-1 when absent,
