@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
-from experiments.predict import CHECKPOINTS, load_examples, predict_examples
+from experiments.predict import load_examples, predict_examples, run_flags, run_main
 from gau_jax.data import clue_metrics, submission
 
 
@@ -59,30 +58,19 @@ def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def main() -> None:
     """The command line (module docstring)."""
-    workdir = flags.DEFINE_string("workdir", None, "fine-tuning run folder (train_config.json)")
-    split = flags.DEFINE_string("split", "dev", "split of the task's data_dir with labels")
-    checkpoint = flags.DEFINE_enum("checkpoint", "best", CHECKPOINTS, "best dev or latest params")
+    f = run_flags("split of the task's data_dir with labels")
     preds = flags.DEFINE_string("predictions", None, "score this submission file instead")
     out = flags.DEFINE_string("json", None, "also write the result to this file")
-    max_rows = flags.DEFINE_integer("max_rows", 0, "only the first N rows (0 = all)")
-    batch = flags.DEFINE_integer("batch_size", None, "prediction batch (default: the run's)")
-    data_dir = flags.DEFINE_string("data_dir", None, "CLUE folder (default: the run's data_dir)")
-    flags.mark_flags_as_required(["workdir"])
 
-    def _main(argv: list[str]) -> None:
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        try:
-            result = evaluate(workdir.value, split.value, checkpoint.value, preds.value,
-                              max_rows.value, batch.value, data_dir.value)
-        except (OSError, ValueError) as e:
-            print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
+    def body() -> None:
+        result = evaluate(f["workdir"].value, f["split"].value, f["checkpoint"].value,
+                          preds.value, f["max_rows"].value, f["batch_size"].value,
+                          f["data_dir"].value)
         if out.value:
             write_json(result, out.value)
         print(json.dumps(result, ensure_ascii=False))
 
-    app.run(_main)
+    run_main(body)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,31 +84,53 @@ def run_predict(workdir: str | os.PathLike, split: str = "dev", input_file: str 
     return submission.write_submission(task, preds, path)
 
 
-def main() -> None:
-    """The command line (module docstring)."""
-    workdir = flags.DEFINE_string("workdir", None, "fine-tuning run folder (train_config.json)")
-    split = flags.DEFINE_string("split", "dev", "split of the task's data_dir: dev | test | train")
-    input_file = flags.DEFINE_string("input", None, "a file in the task's format, not a split")
-    output = flags.DEFINE_string("output", None, "submission file or folder "
-                                 "(default WORKDIR/<task>_predict.json)")
-    checkpoint = flags.DEFINE_enum("checkpoint", "best", CHECKPOINTS, "best dev or latest params")
-    max_rows = flags.DEFINE_integer("max_rows", 0, "only the first N rows (0 = all)")
-    batch = flags.DEFINE_integer("batch_size", None, "prediction batch (default: the run's)")
-    data_dir = flags.DEFINE_string("data_dir", None, "CLUE folder (default: the run's data_dir)")
+def run_flags(split_help: str) -> dict[str, Any]:
+    """The flags of both commands (this one and experiments/evaluate.py), by name."""
+    defined = {
+        "workdir": flags.DEFINE_string("workdir", None,
+                                       "fine-tuning run folder (train_config.json)"),
+        "split": flags.DEFINE_string("split", "dev", split_help),
+        "checkpoint": flags.DEFINE_enum("checkpoint", "best", CHECKPOINTS,
+                                        "best dev or latest params"),
+        "max_rows": flags.DEFINE_integer("max_rows", 0, "only the first N rows (0 = all)"),
+        "batch_size": flags.DEFINE_integer("batch_size", None,
+                                           "prediction batch (default: the run's)"),
+        "data_dir": flags.DEFINE_string("data_dir", None,
+                                        "CLUE folder (default: the run's data_dir)"),
+    }
     flags.mark_flags_as_required(["workdir"])
+    return defined
+
+
+def run_main(body: Callable[[], None]) -> None:
+    """absl's app.run of `body`: no positional arguments; an OSError or ValueError (bad input) is
+    printed as one line, `Type: message`, and the command exits 2."""
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
         try:
-            path = run_predict(workdir.value, split.value, input_file.value, output.value,
-                               checkpoint.value, max_rows.value, batch.value, data_dir.value)
+            body()
         except (OSError, ValueError) as e:
             print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
-        print(path)
 
     app.run(_main)
+
+
+def main() -> None:
+    """The command line (module docstring)."""
+    f = run_flags("split of the task's data_dir: dev | test | train")
+    input_file = flags.DEFINE_string("input", None, "a file in the task's format, not a split")
+    output = flags.DEFINE_string("output", None, "submission file or folder "
+                                 "(default WORKDIR/<task>_predict.json)")
+
+    def body() -> None:
+        print(run_predict(f["workdir"].value, f["split"].value, input_file.value, output.value,
+                          f["checkpoint"].value, f["max_rows"].value, f["batch_size"].value,
+                          f["data_dir"].value))
+
+    run_main(body)
 
 
 if __name__ == "__main__":
