@@ -292,13 +292,9 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = cli.figure(1, 2, figsize=(13, 4.5))
+    axes = axes[0]
     for ax, what in zip(axes, ("memory", "flops"), strict=True):
         width = 0.8 / max(len(keys), 1)
         ms = [m for m in METHODS if any(m in results[k] for k in keys)]
@@ -315,7 +311,6 @@ def plot(results: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_report(data: dict, command: str, out: Path) -> None:

@@ -15,6 +15,7 @@ import pathlib
 
 import ml_collections
 
+from experiments import cli
 from gau_jax.train.runlog import markdown_table, results_header
 
 MB = 2.0**20
@@ -75,11 +76,6 @@ def target_checks(c: ml_collections.ConfigDict, records: list[dict]) -> list[str
 
 def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib.Path) -> None:
     """arch.md, arch.json and arch.png under `out`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "arch.json").write_text(json.dumps(records, indent=1))
     rows = [[r["model"], r["n"], f"{r['params'] / 1e6:.1f}",
@@ -109,7 +105,8 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
               "", "## Results", "", markdown_table(headers, rows), "",
               "## Targets", ""] + target_checks(c, records) + [""]
     (out / "arch.md").write_text("\n".join(parts))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = cli.figure(1, 3, figsize=(15, 4))
+    axes = axes[0]
     panels = [("temp_bytes", MB, "temp memory MiB (compiled)", True),
               ("step_s", 1.0, "seconds per train step", True),
               ("efficiency", 0.01, "% of jnp.dot FLOP/s", False)]
@@ -127,4 +124,3 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "arch.png", dpi=100)
-    plt.close(fig)
