@@ -54,7 +54,7 @@ def test_small_trunk_side_width_floor():
 
 # Adapters and BitFit do not learn this task at tiny size with any rate measured (AdaFactor
 # 3e-2 .. 3e-1, AdamW 1e-3 .. 3e-3: 52-56 % dev; README, "Defaults per method"): open, and not
-# run here (a tiny BitFit run aborted inside XLA twice while processes shared one compile cache).
+# run here (tiny BitFit and adapter runs aborted inside XLA, under a shared compile cache).
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["lst", "lora"])
 def test_defaults_beat_the_majority_class(trunk, method, tmp_path):
