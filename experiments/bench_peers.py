@@ -18,7 +18,8 @@ two never compete for the cores. Per (size, block): both sides warm up (gau_jax:
 call), then `rounds` times the port takes one step and every gau_jax variant takes one step right
 after it. The ratio is the median over rounds of (gau_jax step ÷ the port's step of that round):
 pairs taken seconds apart see the same machine load. Variants are gau_jax model-config
-overrides on the presets' defaults ("default": none; "unrolled": scan_layers=False).
+overrides on the presets' defaults ("default": none; "rolled": scan_unroll=1, the nn.scan loop
+rolled, one compiled layer; "unrolled": scan_layers=False, separate layer modules).
 
 Results: peers.md and peers.json in --results_dir (default: experiments/results).
 """
@@ -45,7 +46,7 @@ from gau_jax.train import step as train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PORT = pathlib.Path(__file__).with_name("peers_port.py")
-VARIANTS = {"default": {}, "unrolled": {"scan_layers": False}}
+VARIANTS = {"default": {}, "rolled": {"scan_unroll": 1}, "unrolled": {"scan_layers": False}}
 
 # size: (batch, n, {block: (gau_jax preset, overrides)})
 SIZES = {

@@ -27,7 +27,7 @@ from gau_jax.train import methods
 from gau_jax.train.feature_cache import CachedSplit
 from gau_jax.train.optim import optimizer_from_config
 from gau_jax.train.state import create_state
-from gau_jax.train.step import make_train_step, weighted_sums
+from gau_jax.train.step import argmax_hits, make_train_step, weighted_sums
 
 LENGTHS = (9, 5, 2)
 
@@ -195,6 +195,17 @@ def test_loss_sums_weight_each_row():
     got = weighted_sums(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
     np.testing.assert_allclose(float(got["loss"]), (weights * xent).sum(), rtol=1e-6)
     assert float(got["weight"]) == 2.5 and float(got["correct"]) == 2.0  # rows 0 and 2 hit
+
+
+def test_argmax_hits_match_numpy_argmax_with_ties():
+    """Ties resolve to the first maximum, as np.argmax: a tied target after it is a miss."""
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 3, (64, 3, 7)).astype(np.float32)  # many ties
+    targets = rng.integers(0, 7, (64, 3))
+    want = np.argmax(logits, -1) == targets
+    got = np.asarray(argmax_hits(jnp.asarray(logits), jnp.asarray(targets)))
+    np.testing.assert_array_equal(got, want)
+    assert want.any() and (~want).any()
 
 
 # ----------------------------------------------------------------------------- schedule

@@ -6,8 +6,10 @@
     MLM logits = Drop(h_L) · E_tokᵀ                                      (tied, no bias)
 
 Norm is the parameter-free RMS norm; α is the residual coefficient (1, or ramped 0 → 1 when training
-RoFormerV2 from scratch). Identical layers run under `nn.scan` (one compiled layer) or unrolled;
-`stack_layers` / `unstack_layers` convert parameters between the two layouts.
+RoFormerV2 from scratch). Identical layers run under `nn.scan` (params stacked [L, ...]; the loop
+fully unrolled by default, scan_unroll = 0, which XLA runs as fast as separate layers, or rolled,
+scan_unroll = 1, compiling one layer) or as separate modules; `stack_layers` / `unstack_layers`
+convert parameters between the two layouts.
 
 RoFormerV2: Su, "RoFormerV2：自然语言理解的极限探索", kexue.fm/archives/8998; GAU-α: Su,
 "GAU-α：尝鲜体验快好省的下一代Attention", kexue.fm/archives/9052; both on RoPE (arXiv:2104.09864).
@@ -84,6 +86,7 @@ class EncoderConfig:
     scan_layers: bool
     remat: str
     attention_impl: str = "xla"
+    scan_unroll: int = 0
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -202,7 +205,7 @@ class Encoder(nn.Module):
             stack = nn.scan(block, variable_axes={"params": 0},
                             split_rngs={"params": True, "dropout": True},
                             in_axes=(nn.broadcast, nn.broadcast, nn.broadcast),
-                            length=c.num_layers)
+                            length=c.num_layers, unroll=c.scan_unroll or c.num_layers)
             h0 = x
             x, ys = stack(c, deterministic, output_hidden_states, name="layers")(
                 x, attention_mask, positions, scale)

@@ -46,7 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.init_order = 2                # Su's init: std = L^(-1/order)/sqrt(fan); 2 V2, 3 GAU-α
     c.adapter_size = 0              # > 0: Houlsby adapters of this width after each sublayer
     c.dtype = "float32"             # compute dtype; parameters, norms and softmax stay float32
-    c.scan_layers = True            # nn.scan over identical layers (compile once)
+    c.scan_layers = True            # nn.scan over identical layers (params stacked [L, ...])
+    c.scan_unroll = 0               # layers per scan iteration: 0 = all (fully unrolled loop:
+    #                                 unrolled speed, 10-15 % faster on XLA:CPU), 1 = rolled
+    #                                 (compiles one layer: fastest compile, least memory)
     c.remat = "none"                # "none" | "full" | "dots" (save matmul outputs only)
     c.attention_impl = "xla"        # "xla" | "cudnn" (jax.nn.dot_product_attention) | "auto"
     return c
@@ -83,7 +86,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                   "key_size", "type_vocab_size", "init_order"):
         if int(cfg[field]) <= 0:
             raise ConfigError(f"model.{field} must be positive, got {cfg[field]}")
-    for field in ("chunk_size", "attention_fixed_n", "adapter_size"):
+    for field in ("chunk_size", "attention_fixed_n", "adapter_size", "scan_unroll"):
         if int(cfg[field]) < 0:
             raise ConfigError(f"model.{field} must be >= 0, got {cfg[field]}")
     if int(cfg.softmax_plus_min_n) < 1:
