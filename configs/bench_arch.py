@@ -61,10 +61,12 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.models.gau_alpha_small_chunk256 = _model("gau_alpha_base", lengths + (4096,), 4096,
                                                "roformer_v2_small", "gau_alpha_small",
                                                chunk_size=256, **small_gau)
-    c.results_dir = ""               # arch.{md,json,png} ("" = the workdir)
+    c.results_dir = ""               # where the results files go ("" = the workdir)
+    c.results_name = "arch"          # their stem: <results_name>.{md,json,png}
     c.command = ("python -m experiments.bench_arch --config configs/bench_arch.py:full "
                  "--workdir runs/bench_arch")  # set to the real one by the CLI
     if arg == "base8":
+        c.results_name = "arch_base8"
         c.batch_size = 8
         c.max_reps = 2
         c.models = ml_collections.ConfigDict()

@@ -33,6 +33,8 @@ def trainer_config() -> ml_collections.ConfigDict:
     # Optimizer (gau_jax/train/optim.py).
     c.optimizer = "adamw"            # "lamb" | "adafactor" | "adamw" | "sgd"
     c.learning_rate = 1e-3           # peak learning rate
+    c.relative_step = True           # adafactor: step = lr·max(RMS(param), 1e-3) (T5 recipe);
+    #                                  False: absolute step lr (leaves that start at 0 can move)
     c.warmup_steps = 0               # linear 0 → lr over these steps (Su's init needs none)
     c.end_lr_factor = 0.0            # lr at total_steps = learning_rate * end_lr_factor
     c.weight_decay = 0.01            # decoupled, on dense kernels only

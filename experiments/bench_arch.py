@@ -14,7 +14,8 @@ max_predictions_per_seq; mlm_rate = 1: the head over every position).
     MFU          (FLOPs / step time) ÷ peak_flops  (only with --config.peak_flops > 0, for GPUs)
 
 The FLOP count is checked against the closed form of gau_jax/models/costs.py
-(train_matmul_flops). Results: results_dir (default: the workdir)/arch.{md,json,png}.
+(train_matmul_flops). Results: results_dir (default: the workdir)/<results_name>.{md,json,png}
+(arch.* unless the config names another).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def bench(c: ml_collections.ConfigDict) -> list[dict]:
 
 
 def run(c: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict]:
-    """Benchmark, then results_dir (default: workdir)/arch.{md,json,png}."""
+    """Benchmark, then results_dir (default: workdir)/<results_name>.{md,json,png}."""
     from experiments.bench_report import write_report
 
     records = bench(c)

@@ -79,3 +79,19 @@ def test_global_norm_clipping():
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="config.optimizer='adam2'"):
         optim.make_optimizer("adam2", optax.constant_schedule(1.0))
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_adafactor_first_step_on_a_zero_leaf(relative):
+    """AdaFactor's first step is lr·sign(g) (second moment = g², RMS 1: no clipping), times
+    max(RMS(param), 1e-3) with relative steps: a zero leaf (a bias, an adapter's W_up) moves
+    lr·1e-3 relative, lr absolute."""
+    lr = 0.01
+    tx = optim.make_optimizer("adafactor", optax.constant_schedule(lr), relative_step=relative)
+    params = {"bias": jnp.zeros((5,)), "kernel": jnp.full((3, 5), 2.0)}
+    grads = {"bias": jnp.asarray([0.5, -2.0, 1e-3, 3.0, -0.1]),
+             "kernel": jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), jnp.float32)}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    for name, scale in (("bias", 1e-3), ("kernel", 2.0)):
+        want = -lr * np.sign(np.asarray(grads[name])) * (scale if relative else 1.0)
+        np.testing.assert_allclose(np.asarray(updates[name]), want, rtol=1e-4)

@@ -67,10 +67,14 @@ def make_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-6,
+    relative_step: bool = True,
 ) -> optax.GradientTransformation:
     """Builds clip → optimizer (with decoupled, masked weight decay); frozen leaves get no state.
 
     `trainable` is a bool pytree (or a function of params returning one); None = all trainable.
+    relative_step (adafactor only): each step is lr × max(RMS(param), 1e-3), relative to the
+    parameter's scale; False makes it lr itself, so a leaf that starts at zero (an adapter's
+    up-projection, a bias) moves at the rate of every other leaf instead of lr·1e-3.
     """
     wd = weight_decay if weight_decay else 0.0
     if name == "lamb":
@@ -80,7 +84,7 @@ def make_optimizer(
         # the RMS of each parameter, as in the T5 recipe.
         opt = optax.adafactor(
             schedule,
-            multiply_by_parameter_scale=True,
+            multiply_by_parameter_scale=relative_step,
             weight_decay_rate=wd or None,
             weight_decay_mask=decay_mask,
         )
@@ -118,6 +122,7 @@ def optimizer_from_config(config, trainable=None) -> optax.GradientTransformatio
         weight_decay=config.weight_decay,
         grad_clip_norm=config.grad_clip_norm,
         trainable=trainable,
+        relative_step=config.get("relative_step", True),
     )
 
 
