@@ -294,19 +294,23 @@ def make_train_step(
         grads, sums = _psum((grads, sums), axis_name)
         loss, grad_norm = sums["loss"] / denom, optax.global_norm(grads)
         grads = combine(grads, [jnp.zeros_like(x) for x in frozen_p])  # frozen: ignored
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        trained = optax.apply_updates(train_p, split_trainable(updates, trainable)[0])
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         apply = finite if skip_nonfinite else finite & (state.skipped == 0)
-        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(apply, a, b),
-                                                       new, old)
-        params = combine(keep(trained, train_p), frozen_p)  # frozen leaves pass through as is
+
+        def update(_):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            return optax.apply_updates(train_p, split_trainable(updates, trainable)[0]), opt_state
+
+        # a cond, not a select of old and new: the update runs in place on the donated state
+        trained, opt_state = jax.lax.cond(apply, update, lambda _: (train_p, state.opt_state),
+                                          None)
+        params = combine(trained, frozen_p)  # frozen leaves pass through as is
         skipped = state.skipped + (~apply).astype(jnp.int32)
         streak = jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32)
         metrics = {"loss": loss, "accuracy": sums["correct"] / denom, "weight": total_w,
                    "grad_norm": grad_norm, "skipped_updates": skipped, "bad_streak": streak}
         new_state = state.replace(step=state.step + 1, params=params,
-                                  opt_state=keep(opt_state, state.opt_state), skipped=skipped,
+                                  opt_state=opt_state, skipped=skipped,
                                   bad_streak=streak)
         return new_state, metrics
 
