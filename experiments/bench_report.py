@@ -77,8 +77,8 @@ def target_checks(c: ml_collections.ConfigDict, records: list[dict]) -> list[str
 def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib.Path) -> None:
     """<c.results_name>.md, .json and .png under `out` (arch.* by default)."""
     out.mkdir(parents=True, exist_ok=True)
-    name = c.get("results_name", "arch")
-    (out / f"{name}.json").write_text(json.dumps(records, indent=1))
+    stem = c.get("results_name", "arch")
+    (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
     rows = [[r["model"], r["n"], f"{r['params'] / 1e6:.1f}",
              f"{r['flops'] / (c.batch_size * r['n']) / 1e9:.3f}",
              f"{r['flops'] / r['closed_form_flops']:.3f}", f"{r['temp_bytes'] / MB:.0f}",
@@ -105,7 +105,7 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
               markdown_table(["entry", "preset", "overrides", "baseline", "timed up to n"], spec),
               "", "## Results", "", markdown_table(headers, rows), "",
               "## Targets", ""] + target_checks(c, records) + [""]
-    (out / f"{name}.md").write_text("\n".join(parts))
+    (out / f"{stem}.md").write_text("\n".join(parts))
     fig, axes = cli.figure(1, 3, figsize=(15, 4))
     axes = axes[0]
     panels = [("temp_bytes", MB, "temp memory MiB (compiled)", True),
@@ -124,4 +124,4 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / f"{name}.png", dpi=100)
+    fig.savefig(out / f"{stem}.png", dpi=100)
