@@ -75,9 +75,9 @@ def target_checks(c: ml_collections.ConfigDict, records: list[dict]) -> list[str
 
 
 def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib.Path) -> None:
-    """<c.results_name>.md, .json and .png under `out` (arch.* by default)."""
+    """<c.results_name>.md, .json and .png under `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    stem = c.get("results_name", "arch")
+    stem = c.results_name
     (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
     rows = [[r["model"], r["n"], f"{r['params'] / 1e6:.1f}",
              f"{r['flops'] / (c.batch_size * r['n']) / 1e9:.3f}",

@@ -122,7 +122,7 @@ def optimizer_from_config(config, trainable=None) -> optax.GradientTransformatio
         weight_decay=config.weight_decay,
         grad_clip_norm=config.grad_clip_norm,
         trainable=trainable,
-        relative_step=config.get("relative_step", True),
+        relative_step=config.relative_step,
     )
 
 
