@@ -18,6 +18,7 @@ Everything here takes explicit arguments; the trainable masks are functions of t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -94,19 +95,46 @@ def _with_factors(encoder: dict, lora: dict) -> dict:
     return encoder
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def lora_matmul(x: jax.Array, w: jax.Array, a: jax.Array, b: jax.Array,
+                scale: float) -> jax.Array:
+    """x·W + scale·(x·A)·B as one matmul, [x, scale·x·A] · [W; B], so that the sum is a matmul's
+    output: XLA otherwise fuses the add into its consumers, forward and backward, and keeps both
+    x·W and (x·A)·B, two [.., out] activations, alive for the backward pass."""
+    return jnp.concatenate([x, scale * (x @ a)], -1) @ jnp.concatenate([w, b], 0)
+
+
+def _lora_fwd(x, w, a, b, scale):
+    xa = x @ a
+    y = jnp.concatenate([x, scale * xa], -1) @ jnp.concatenate([w, b], 0)
+    return y, (x, w, a, b, xa)
+
+
+def _lora_bwd(scale, res, g):
+    """dx = g·Wᵀ + scale·(g·Bᵀ)·Aᵀ, dA = xᵀ·(scale·g·Bᵀ), dB = scale·(x·A)ᵀ·g; dW = xᵀ·g is
+    returned too (XLA drops it when W is frozen, which is the LoRA train step)."""
+    x, w, a, b, xa = res
+    gxa = scale * (g @ b.T)
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731  (tokens × features)
+    return (g @ w.T + gxa @ a.T, flat(x).T @ flat(g), flat(x).T @ flat(gxa),
+            scale * flat(xa).T @ flat(g))
+
+
+lora_matmul.defvjp(_lora_fwd, _lora_bwd)
+
+
 def _unmerged_dense(scale: float):
-    """Flax interceptor: a Dense holding lora_A / lora_B returns x·W (+ b) + scale·(x·A)·B."""
+    """Flax interceptor: a Dense holding lora_A / lora_B returns x·W + scale·(x·A)·B (+ b)."""
 
     def interceptor(next_fun, args, kwargs, context):
         m = context.module
-        y = next_fun(*args, **kwargs)
         if not (isinstance(m, nn.Dense) and context.method_name == "__call__"
                 and m.has_variable("params", _A)):
-            return y
+            return next_fun(*args, **kwargs)
         dt = m.dtype or args[0].dtype
-        a, b = m.get_variable("params", _A), m.get_variable("params", _B)
-        low = (args[0].astype(dt) @ a.astype(dt)) @ b.astype(dt)
-        return y + (scale * low).astype(y.dtype)
+        w, a, b = (m.get_variable("params", k).astype(dt) for k in ("kernel", _A, _B))
+        y = lora_matmul(args[0].astype(dt), w, a, b, scale)
+        return y + m.get_variable("params", "bias").astype(dt) if m.use_bias else y
 
     return interceptor
 
