@@ -101,7 +101,7 @@ def lora_matmul(x: jax.Array, w: jax.Array, a: jax.Array, b: jax.Array,
     """x·W + scale·(x·A)·B as one matmul, [x, scale·x·A] · [W; B], so that the sum is a matmul's
     output: XLA otherwise fuses the add into its consumers, forward and backward, and keeps both
     x·W and (x·A)·B, two [.., out] activations, alive for the backward pass."""
-    return jnp.concatenate([x, scale * (x @ a)], -1) @ jnp.concatenate([w, b], 0)
+    return _lora_fwd(x, w, a, b, scale)[0]
 
 
 def _lora_fwd(x, w, a, b, scale):
