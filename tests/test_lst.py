@@ -87,8 +87,10 @@ def test_fusion_rules_match_hand_computation(fusion, side_layers):
 @pytest.mark.slow
 def test_scanned_side_matches_unrolled(fusion, remat):
     """lst.scan_layers only changes how the side loop compiles: same params, outputs, grads
-    (dropout on: both draw layer i's mask from the same key)."""
-    lst = {"reduction": 4, "side_layers": 3, "fusion": fusion, "remat": remat, "head": "gated"}
+    (dropout on: both draw layer i's mask from the same key). The trunk runs in float32 here: in
+    bfloat16 the two compilations may round a trunk gradient one bf16 ulp apart."""
+    lst = {"reduction": 4, "side_layers": 3, "fusion": fusion, "remat": remat, "head": "gated",
+           "trunk_dtype": "float32"}
     scanned, unrolled = (build_model(tiny(num_layers=3), 2, {**lst, "scan_layers": s})
                          for s in (True, False))
     b = batch()

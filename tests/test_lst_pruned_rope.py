@@ -22,25 +22,25 @@ from gau_jax.models.lst_init import fisher_scores, pruned_side_params, residual_
 from tests import reference as ref
 
 
-def trunk_cfg(block, norm):
+def trunk_cfg(block, norm, use_bias=False):
     c = get_model_config("gau_alpha_tiny" if block == "gau" else "roformer_v2_tiny")
     c.update(vocab_size=40, num_layers=2, hidden_size=32, intermediate_size=64,
              key_size=16 if block == "gau" else 8, attention_norm=norm, scan_layers=False,
-             hidden_dropout=0.0, attention_dropout=0.0)
+             hidden_dropout=0.0, attention_dropout=0.0, use_bias=use_bias)
     if block != "gau":
         c.num_heads = 4
     return encoder_config(c)
 
 
-def pruned(block, norm, r, seed=0):
-    trunk = trunk_cfg(block, norm)
+def pruned(block, norm, r, seed=0, use_bias=False):
+    trunk = trunk_cfg(block, norm, use_bias)
     lst = LSTConfig(reduction=r, min_side_width=0, side_block=block, dropout=0.0,
                     side_heads=trunk.num_heads if block != "gau" else 0)
     params = Encoder(trunk).init(jax.random.PRNGKey(seed), jnp.ones((1, 8), jnp.int32))["params"]
     keys = iter(jax.random.split(jax.random.PRNGKey(seed + 1), 256))
-    params = jax.tree_util.tree_map_with_path(  # distinct q / k scales (init: all 1)
+    params = jax.tree_util.tree_map_with_path(  # distinct q / k scales, biases (init: 1, 0)
         lambda p, x: jax.random.uniform(next(keys), x.shape, minval=0.5, maxval=1.5)
-        if getattr(p[-1], "key", "") == "scale" else x, params)
+        if getattr(p[-1], "key", "") in ("scale", "bias") else x, params)
     scores = jax.tree.map(lambda x: np.asarray(jax.random.uniform(next(keys), x.shape)), params)
     side = pruned_side_params(params, scores, trunk, lst)
     return trunk, lst, params, scores, side
@@ -57,9 +57,12 @@ CASES = [("gau", "softmax_plus"), ("gau", "softmax"), ("roformer_v2", "softmax")
          ("roformer_v2", "softmax_plus")]
 
 
+@pytest.mark.parametrize("use_bias", [False, True])
 @pytest.mark.parametrize("block,norm", CASES)
-def test_pruned_side_block_at_r1_is_the_trunk_block(block, norm):
-    trunk, lst, params, _, side = pruned(block, norm, 1)
+def test_pruned_side_block_at_r1_is_the_trunk_block(block, norm, use_bias):
+    """With model.use_bias (the trunk BitFit also starts from) every bias is passed on too."""
+    trunk, lst, params, _, side = pruned(block, norm, 1, use_bias=use_bias)
+    assert ("bias" in side["side_0"][next(iter(side["side_0"]))]["output"]) == use_bias
     x, mask = inputs(trunk.hidden_size)
     scale = jnp.float32(1.0)
     want = Block(trunk).apply({"params": params["layers_0"]}, x, mask, None, scale)[0]

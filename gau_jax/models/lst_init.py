@@ -13,7 +13,8 @@ importance Σ_i F(W_ij). For every matrix keep the 1/r output channels of larges
       q + k importance), v its top k/r; output rows follow v, columns R; FFN: top f/r hidden units
     gau layer ℓ: U and V share their top e/r channels (U ⊙ AV is elementwise), Z keeps its
       top s/(2r) RoPE pairs (q_scale / k_scale follow Z), output rows follow U/V, columns R
-    Down_k = the selection matrix of R (Down(h) = h[:, R]).
+    Down_k = the selection matrix of R (Down(h) = h[:, R]). A trunk with biases
+      (model.use_bias) passes each bias (and ScaleOffset offset) on at its kept output channels.
 
     RoPE: a kept pair p of a trunk key size k turned at θ_p = base^(−2p/k); the side block's
       rope_inv_freq holds these θ of its kept pairs (not its own base^(−2j/(k/r))), so the kept
@@ -138,24 +139,23 @@ def _prune_layer(w: dict, s: dict, trunk: EncoderConfig, side: EncoderConfig,
         uv = top_channels(c[:e] + c[e:2 * e], side.intermediate_size)
         z = top_pairs(c[2 * e:], side.key_size)
         g = w["gau"]
-        return {"gau": {"uvz": d_kernel(g["uvz"]["kernel"], res,
+        return {"gau": {"uvz": d_kernel(g["uvz"], res,
                                         np.concatenate([uv, e + uv, 2 * e + z])),
                         "rope_inv_freq": _kept_frequencies(z, trunk),
-                        "q_scale": {"scale": np.asarray(g["q_scale"]["scale"])[z]},
-                        "k_scale": {"scale": np.asarray(g["k_scale"]["scale"])[z]},
-                        "output": d_kernel(g["output"]["kernel"], uv, res)}}
+                        "q_scale": _take(g["q_scale"], z), "k_scale": _take(g["k_scale"], z),
+                        "output": d_kernel(g["output"], uv, res)}}
     a, sa, h = w["attention"], s["attention"], trunk.num_heads
     qk = per_head(_cols(sa["query"]["kernel"]) + _cols(sa["key"]["kernel"]), h, side.key_size,
                   top_pairs)
     v = per_head(_cols(sa["value"]["kernel"]), h, side.key_size, top_channels)
     f = top_channels(_cols(s["ffn"]["intermediate"]["kernel"]), side.intermediate_size)
     attn = {"rope_inv_freq": _kept_frequencies(qk.reshape(h, -1) % trunk.key_size, trunk),
-            "query": d_kernel(a["query"]["kernel"], res, qk),
-            "key": d_kernel(a["key"]["kernel"], res, qk),
-            "value": d_kernel(a["value"]["kernel"], res, v),
-            "output": d_kernel(a["output"]["kernel"], v, res)}
-    ffn = {"intermediate": d_kernel(w["ffn"]["intermediate"]["kernel"], res, f),
-           "output": d_kernel(w["ffn"]["output"]["kernel"], f, res)}
+            "query": d_kernel(a["query"], res, qk),
+            "key": d_kernel(a["key"], res, qk),
+            "value": d_kernel(a["value"], res, v),
+            "output": d_kernel(a["output"], v, res)}
+    ffn = {"intermediate": d_kernel(w["ffn"]["intermediate"], res, f),
+           "output": d_kernel(w["ffn"]["output"], f, res)}
     return {"attention": attn, "ffn": ffn}
 
 
@@ -166,8 +166,15 @@ def _kept_frequencies(channels: np.ndarray, trunk: EncoderConfig) -> np.ndarray:
     return np.asarray(inverse_frequencies(trunk.key_size, trunk.rope_base))[pairs]
 
 
-def d_kernel(w, rows, cols) -> dict:
-    return {"kernel": prune_dense(w, rows, cols)}
+def d_kernel(dense: dict, rows: np.ndarray, cols: np.ndarray) -> dict:
+    """A Dense's params pruned: kernel[rows][:, cols] and, where it has one, bias[cols]."""
+    out = {"kernel": prune_dense(dense["kernel"], rows, cols)}
+    return out | ({"bias": np.asarray(dense["bias"])[cols]} if "bias" in dense else {})
+
+
+def _take(vectors: dict, index: np.ndarray) -> dict:
+    """Every per-channel vector of a ScaleOffset (scale, bias) at the kept channels."""
+    return {k: np.asarray(v)[index] for k, v in vectors.items()}
 
 
 def pruned_side_params(trunk_params: PyTree, scores: PyTree, trunk: EncoderConfig,
@@ -175,8 +182,6 @@ def pruned_side_params(trunk_params: PyTree, scores: PyTree, trunk: EncoderConfi
     """Side params {down_k, side_i} pruned from the trunk (module docstring); the head and the
     gates are not included (they keep their fresh init)."""
     side = side_config(trunk, lst)
-    if trunk.use_bias:
-        raise ConfigError("pruned LST init supports bias-free trunks only (model.use_bias=False)")
     if side.block != trunk.block or (trunk.block == "roformer_v2"
                                      and side.num_heads != trunk.num_heads):
         raise ConfigError(f"config.lst.init=fisher|magnitude needs config.lst.side_block="
