@@ -47,9 +47,12 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.variants = tuple(VARIANTS)     # names of VARIANTS to run
     c.cached_tasks = ("iflytek",)    # variants with lst.cache run on these only (disk, time)
     c.sweep_task = "tnews"           # learning rates are chosen on its dev set (seed seeds[0])
-    c.learning_rates = ml_collections.ConfigDict({  # per method, the values swept
-        "full": (3e-3, 1e-2, 3e-2), "lst": (1e-2, 3e-2, 1e-1), "lora": (3e-2, 1e-1, 3e-1),
-        "adapter": (1e-2, 3e-2, 1e-1), "bitfit": (3e-2, 1e-1, 3e-1)})
+    # Per method, the values swept: each grid is centred where an earlier tnews sweep peaked
+    # (full 3e-3/1e-2/3e-2 → 38/46/49 %, adapter 1e-2/3e-2/1e-1 → 31/18/10 %, bitfit 3e-2/1e-1/3e-1
+    # → 35/35/14 %), so that no chosen rate sits at the edge of its grid.
+    c.learning_rates = ml_collections.ConfigDict({
+        "full": (1e-2, 3e-2, 1e-1), "lst": (1e-2, 3e-2, 1e-1), "lora": (3e-2, 1e-1, 3e-1),
+        "adapter": (3e-3, 1e-2, 3e-2), "bitfit": (1e-2, 3e-2, 1e-1)})
     c.seeds = (0, 1)                 # fine-tuning seeds (params init, dropout, data order)
     c.steps = 600                    # fine-tuning steps per run (120 x 16 learns nothing)
     c.batch_size = 32
