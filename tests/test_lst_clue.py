@@ -12,7 +12,7 @@ from experiments import lst_clue
 def test_rates_and_variants():
     c = lst_clue_config.get_config("full")
     c.learning_rates.lst = (1e-2, 3e-2)  # --config.learning_rates.lst="(1e-2,3e-2)"
-    assert lst_clue.rates(c, ["full", "lst"]) == {"full": [3e-3, 1e-2, 3e-2], "lst": [1e-2, 3e-2]}
+    assert lst_clue.rates(c, ["full", "lst"]) == {"full": [1e-2, 3e-2, 1e-1], "lst": [1e-2, 3e-2]}
     with pytest.raises(ValueError, match="mine"):
         lst_clue.rates(c, ["full", "mine"])
     with pytest.raises(ValueError, match="lst_typo"):
