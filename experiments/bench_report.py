@@ -104,7 +104,7 @@ def write_report(c: ml_collections.ConfigDict, records: list[dict], out: pathlib
               "after it. The machine is shared, so times are noisy: compare ratios.", "",
               markdown_table(["entry", "preset", "overrides", "baseline", "timed up to n"], spec),
               "", "## Results", "", markdown_table(headers, rows), "",
-              "## Targets", ""] + target_checks(c, records) + [""]
+              "## Targets", ""] + target_checks(c, records) + [""] + cli.reading_notes(out, stem)
     (out / f"{stem}.md").write_text("\n".join(parts))
     fig, axes = cli.figure(1, 3, figsize=(15, 4))
     axes = axes[0]

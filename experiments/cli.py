@@ -84,3 +84,14 @@ def figure(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Any, Any
 
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def reading_notes(out: Path, stem: str) -> list[str]:
+    """Hand-written notes on a results file, kept apart so a rerun does not erase them: the text
+    of <out>/<stem>_notes.md under a "Reading notes" heading ([] if there is none)."""
+    notes = Path(out) / f"{stem}_notes.md"
+    if not notes.exists():
+        return []
+    return ["## Reading notes", "", f"(hand-written, from `{notes.name}`: they describe the run "
+            "they were written for; check them against the tables above after a rerun)", "",
+            notes.read_text().strip(), ""]

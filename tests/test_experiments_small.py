@@ -82,6 +82,7 @@ def test_mask_rows_pads_with_the_library_collator():
 @pytest.mark.slow
 def test_bench_arch_smoke_flops_match_closed_form(tmp_path):
     c = bench_config.get_config("smoke")
+    (tmp_path / "arch_notes.md").write_text("- a hand-written note\n")  # survives the rerun
     records = bench_arch.run(c, tmp_path)  # results_dir "": the workdir
     assert {(r["model"], r["n"]) for r in records} == {
         ("roformer_v2_tiny", 128), ("roformer_v2_tiny", 256), ("gau_alpha_tiny", 128),
@@ -97,6 +98,8 @@ def test_bench_arch_smoke_flops_match_closed_form(tmp_path):
     assert gau["speed_ratio"] > 0 and gau["memory_ratio"] > 0
     md = (tmp_path / "arch.md").read_text()
     assert "## Targets" in md and "| gau_alpha_tiny_chunk64 | 256 |" in md
+    assert md.index("## Reading notes") > md.index("## Targets")
+    assert md.rstrip().endswith("- a hand-written note")
     assert (tmp_path / "arch.png").read_bytes()[:8] == PNG
 
 
