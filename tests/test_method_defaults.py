@@ -55,7 +55,7 @@ def test_small_trunk_side_width_floor():
 # Adapters learn more slowly than LST / LoRA from this 150-step trunk (120 steps: 53.0 %, at the
 # majority class; 600 steps: 64.4 %), so they get 600. BitFit is not run: it trains the biases
 # and the head only (1.8k parameters at d = 64) and stays at the majority class from this trunk
-# even after 600 steps (53.1 %); from a 600-step trunk it reaches 58.2 % (600 steps), and 35.5 %
+# even after 600 steps (53.1 %); from a 600-step trunk it reaches 58.2 % (600 steps), and 35.2 %
 # against a 10.5 % majority on tnews from a 256-wide trunk (experiments/results/lst_clue.md).
 STEPS = {"lst": FINETUNE_STEPS, "lora": FINETUNE_STEPS, "adapter": 600}
 
