@@ -2,7 +2,8 @@
 
     for t in [start, total_steps):
         batch_t = next(train iterator)                  (local rows → global sharded arrays)
-        state   = train_step(state, batch_t)            (jit on a mesh, or pmap)
+        state   = train_step(state, batch_t)            (jit on a mesh, or pmap; dispatched
+                                                         async, then step t-1 is waited for)
         every log_every_steps:        train means → metrics.jsonl / TensorBoard / progress
         every eval_every_steps + end: dev sums → accuracy (span / NER: + EM, F1 decoded by
                                       Inputs.dev_eval) → DIR/best when the task's CLUE
@@ -60,6 +61,11 @@ RESUMABLE_FIELDS = ("total_steps", "log_every_steps", "eval_every_steps", "eval_
                     "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints",
                     "progress_bar", "tensorboard", "data_threads", "parallel", "fsdp", "mesh",
                     "skip_nonfinite_updates", "max_consecutive_skips")
+# The host dispatches step t, then waits for step t-1 to finish: batch t+1 is prepared while
+# step t runs, and no more than this many steps are queued. An unbounded queue of multi-device
+# steps can deadlock XLA:CPU's in-process collectives (all-reduce rendezvous aborts the process
+# with 8 host devices on 2 cores, after a few hundred steps without a host sync).
+STEPS_IN_FLIGHT = 2
 _COUNTERS = ("skipped_updates", "bad_streak")  # step metrics that are counts, not means
 
 
@@ -326,6 +332,8 @@ class Trainer:
                     batch = self.par.device_batch(next(self.inputs.train))
                     self.state, m = self.train_step(self.state, batch)
                     pending.append(m)
+                    if len(pending) >= STEPS_IN_FLIGHT:  # a wait, not a transfer (see above)
+                        jax.block_until_ready(pending[-STEPS_IN_FLIGHT])
                     log = step % c.log_every_steps == 0 or step == end
                     evaluate = has_dev and (step % c.eval_every_steps == 0
                                             or step == c.total_steps)
