@@ -177,6 +177,8 @@ def finetune_run(config: ml_collections.ConfigDict, workdir: Path) -> dict:
         params = trainer.host_state().params
         trainable = count_trainable(params, trainer.inputs.trainable)
         total = count_trainable(params)
+        if config.method == "lst" and config.lst.cache:  # the side network alone: add the
+            total += param_count(trainer.config.model)    # frozen trunk its features came from
         summary = trainer.run()
     finally:
         trainer.close()

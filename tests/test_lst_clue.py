@@ -116,3 +116,33 @@ def test_lst_clue_smoke(shared_data, tmp_path):
     other = lst_clue.run(c, tmp_path / "w")[0]
     assert other["lr"] == 2e-2 and other["run"] != full["run"]
     assert (tmp_path / "w" / "runs" / other["run"] / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_cached_lst_counts_the_trunk_it_was_cached_from(tmp_path):
+    """A cached LST run holds only the side network; its trainable share is still taken of
+    trunk + side, so it equals the uncached run's (the same side network)."""
+    from configs import finetune, pretrain
+    from gau_jax.train.loop import Trainer
+
+    loop = {"progress_bar": False, "tensorboard": False, "async_checkpoints": False}
+    c = pretrain.get_config("gau_alpha_tiny")
+    c.model.update(vocab_size=2000, scan_layers=False)
+    c.update(total_steps=2, batch_size=8, max_length=16, eval_every_steps=2, eval_batches=1,
+             checkpoint_every_steps=2, **loop)
+    trainer = Trainer(c, tmp_path / "trunk")
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    rows = {}
+    for cache in (False, True):
+        ft = finetune.get_config("task=sentiment,model=gau_alpha_tiny,method=lst")
+        ft.update(init_from=str(tmp_path / "trunk"), total_steps=2, max_length=16,
+                  eval_every_steps=2, eval_batches=1, checkpoint_every_steps=2, keep_best=False,
+                  **loop)
+        ft.lst.cache = cache
+        rows[cache] = lst_clue.finetune_run(ft, tmp_path / f"cache_{cache}")
+    assert rows[True]["trainable"] == rows[False]["trainable"]
+    assert rows[True]["trainable_pct"] == pytest.approx(rows[False]["trainable_pct"])
+    assert 0 < rows[True]["trainable_pct"] < 50
