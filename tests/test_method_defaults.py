@@ -1,5 +1,5 @@
 """The PEFT methods learn with their defaults (configs/finetune.py LEARNING_RATES, LSTConfig,
-LoRAConfig, ADAPTER_SIZE): from one tiny pretrained trunk, `task=sentiment,model=gau_alpha_tiny,
+LoRAConfig, ADAPTER_SIZE): from a tiny pretrained trunk, `task=sentiment,model=gau_alpha_tiny,
 method=M` with only the run length shortened beats the majority class of the sentiment dev set
 (counted here from the dev labels) by a margin. (method=full keeps 1e-3, the released
 checkpoints' rate, which is slow at this size; it is the reference, not tested here.)"""
@@ -15,8 +15,7 @@ from gau_jax.models.lst import LSTConfig, side_reduction
 from gau_jax.models.presets import get_model_config
 from gau_jax.train.loop import Trainer
 
-PRETRAIN_STEPS, FINETUNE_STEPS, LENGTH = 150, 120, 32
-MARGIN = 0.08  # accuracy points above the majority class (53.1 % of dev)
+FINETUNE_STEPS, LENGTH = 120, 32
 LOOP = {"progress_bar": False, "tensorboard": False, "async_checkpoints": False,
         "log_every_steps": 1000}
 
@@ -31,15 +30,23 @@ def _run(config, workdir) -> dict:
 
 @pytest.fixture(scope="module")
 def trunk(tmp_path_factory):
-    """gau_alpha_tiny with biases (BitFit needs them), MLM-pretrained briefly on People's Daily."""
-    out = tmp_path_factory.mktemp("trunk")
-    c = pretrain.get_config("gau_alpha_tiny")
-    c.model.update(use_bias=True, vocab_size=2000, scan_layers=False)
-    c.update(total_steps=PRETRAIN_STEPS, batch_size=32, max_length=LENGTH, learning_rate=1e-2,
-             warmup_steps=10, eval_every_steps=PRETRAIN_STEPS, eval_batches=1,
-             checkpoint_every_steps=PRETRAIN_STEPS, **LOOP)
-    _run(c, out)
-    return out
+    """steps -> workdir of gau_alpha_tiny with biases (BitFit needs them), MLM-pretrained that
+    many steps on People's Daily; each length is pretrained once per module."""
+    built = {}
+
+    def pretrained(steps: int):
+        if steps not in built:
+            out = tmp_path_factory.mktemp(f"trunk{steps}")
+            c = pretrain.get_config("gau_alpha_tiny")
+            c.model.update(use_bias=True, vocab_size=2000, scan_layers=False)
+            c.update(total_steps=steps, batch_size=32, max_length=LENGTH, learning_rate=1e-2,
+                     warmup_steps=10, eval_every_steps=steps, eval_batches=1,
+                     checkpoint_every_steps=steps, **LOOP)
+            _run(c, out)
+            built[steps] = out
+        return built[steps]
+
+    return pretrained
 
 
 def test_small_trunk_side_width_floor():
@@ -52,23 +59,25 @@ def test_small_trunk_side_width_floor():
     assert side_reduction(base, LSTConfig()) == 8          # 768 / 8 = 96 >= 32
 
 
-# Adapters learn more slowly than LST / LoRA from this 150-step trunk (120 steps: 53.0 %, at the
-# majority class; 600 steps: 64.4 %), so they get 600. BitFit is not run: it trains the biases
-# and the head only (1.8k parameters at d = 64) and stays at the majority class from this trunk
-# even after 600 steps (53.1 %); from a 600-step trunk it reaches 58.2 % (600 steps), and 35.2 %
-# against a 10.5 % majority on tnews from a 256-wide trunk (experiments/results/lst_clue.md).
-STEPS = {"lst": FINETUNE_STEPS, "lora": FINETUNE_STEPS, "adapter": 600}
+# method: (trunk pretraining steps, fine-tuning steps, margin in accuracy points above the
+# majority class, 53.1 % of dev). LST and LoRA learn in 120 steps from a 150-step trunk.
+# Adapters learn more slowly (120 steps: 53.0 %, at the majority class; 600 steps: 64.4 %).
+# BitFit trains 1.8k parameters at d = 64 (biases and head): from the 150-step trunk it stays
+# at the majority class at any rate (3e-2 to 3e-1, 120 and 600 steps); from a 600-step trunk,
+# 600 steps at its default 2e-2 reach 63.0 / 59.8 % (seeds 0 / 1), hence its smaller margin.
+RUNS = {"lst": (150, FINETUNE_STEPS, 0.08), "lora": (150, FINETUNE_STEPS, 0.08),
+        "adapter": (150, 600, 0.08), "bitfit": (600, 600, 0.05)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(STEPS))
+@pytest.mark.parametrize("method", sorted(RUNS))
 def test_defaults_beat_the_majority_class(trunk, method, tmp_path):
+    pretrain_steps, steps, margin = RUNS[method]
     c = finetune.get_config(f"task=sentiment,model=gau_alpha_tiny,method={method}")
     assert c.learning_rate == finetune.LEARNING_RATES[method]  # the default under test
-    c.update(init_from=str(trunk), total_steps=STEPS[method], max_length=LENGTH,
-             eval_every_steps=STEPS[method], checkpoint_every_steps=STEPS[method],
-             keep_best=False, **LOOP)
+    c.update(init_from=str(trunk(pretrain_steps)), total_steps=steps, max_length=LENGTH,
+             eval_every_steps=steps, checkpoint_every_steps=steps, keep_best=False, **LOOP)
     summary = _run(c, tmp_path / method)
     labels = collections.Counter(r["label"] for r in corpus.sentiment_splits()["dev"])
     majority = max(labels.values()) / sum(labels.values())
-    assert summary["dev"]["accuracy"] > majority + MARGIN, (method, summary["dev"], majority)
+    assert summary["dev"]["accuracy"] > majority + margin, (method, summary["dev"], majority)
