@@ -34,7 +34,9 @@ With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states,
 The side layers run under `lax.scan` (lst.scan_layers; False = unrolled, same math) over their
 per-layer params (down_k, gate_i, side_i stay separate in the tree; the loop stacks them), so
 lst.remat recomputes each block in the backward pass on XLA:CPU too. Each layer slices its own h_k
-from the features and projects it there (`_down`): no copy of the features is kept.
+from the features and projects it there (`_down`): no copy of the features is kept. A bfloat16
+trunk's features are stacked and sliced as their uint16 bits (`as_bits`: XLA:CPU would stack them
+in float32 and keep a bfloat16 copy for the forward and another for the backward loop).
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ from gau_jax.models.encoder import (
     Block,
     Encoder,
     EncoderConfig,
+    as_bits,
     encoder_config,
+    from_bits,
 )
 from gau_jax.models.heads import HeadSpec, apply_head, head_inputs
 from gau_jax.models.presets import BLOCKS, ConfigError
@@ -239,8 +243,9 @@ class LadderSideTuning(nn.Module):
                 features = jnp.zeros((*input_ids.shape, K, d), self.trunk.compute_dtype)
             source = jax.lax.stop_gradient(features)
             axis, rows = 2, tuple(range(K))                  # h_k = source[:, :, k]
-        feature = lambda src, k: jax.lax.dynamic_index_in_dim(
-            src, jnp.asarray(rows, jnp.int32)[k], axis, keepdims=False)  # h_k [b, n, d]
+        feature_dtype, source = source.dtype, as_bits(source)  # one copy for both loops
+        feature = lambda src, k: from_bits(jax.lax.dynamic_index_in_dim(
+            src, jnp.asarray(rows, jnp.int32)[k], axis, keepdims=False), feature_dtype)  # h_k
         if attention_mask is None:
             attention_mask = jnp.ones(feature(source, 0).shape[:2], jnp.int32)
         dt = cfg.compute_dtype
