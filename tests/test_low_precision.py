@@ -89,19 +89,17 @@ def test_bfloat16_trunk_features_are_never_stacked_in_float32():
     """XLA:CPU stacks bfloat16 arrays through float32 copies (3x the features' size); the trunk's
     hidden states are stacked as their bits instead (encoder.as_bits). The float32 trunk is the
     check that the scan of the HLO finds such a stack where there is one."""
-    c = get_model_config("gau_alpha_tiny")
-    c.update(vocab_size=40, num_layers=4, hidden_size=48, intermediate_size=96, key_size=16)
     bsz, n = 4, 24
     batch = synthetic.classification_batch(bsz, n, 40, seed=0)
     stacks = {}
     for dtype in ("bfloat16", "float32"):
-        model = build_model(c, 2, {"reduction": 2, "min_side_width": 0, "dropout": 0.0,
-                                   "trunk_dtype": dtype})
+        model = _lst(dtype)
         params = cast_trunk(model.init(jax.random.PRNGKey(0), batch["input_ids"])["params"],
                             model.lst)
         tx = make_optimizer("adamw", optax.constant_schedule(1e-2), trainable=trainable_side)
         step = make_train_step(classification_sums_fn(model), tx, trainable=trainable_side)
         hlo = jax.jit(step).lower(create_state(params, tx, 0), batch).compile().as_text()
-        stacks[dtype] = _float32_feature_stacks(hlo, bsz, n, 48, c.num_layers)
+        trunk = model.trunk
+        stacks[dtype] = _float32_feature_stacks(hlo, bsz, n, trunk.hidden_size, trunk.num_layers)
     assert stacks["float32"], "no float32 feature stack found in the float32 trunk's step"
     assert not stacks["bfloat16"], stacks["bfloat16"]
