@@ -32,10 +32,10 @@ def model_cfg(block="gau", **kw):
     return c
 
 
-def built(method, block="gau", **kw):
+def built(method, block="gau", targets=("query", "value", "uvz"), **kw):
     c = finetune.get_config()
     c.update(classifier_dropout=0.0, adapter_size=4)
-    c.lora.update(rank=RANK, alpha=ALPHA, targets=("query", "value", "uvz"))
+    c.lora.update(rank=RANK, alpha=ALPHA, targets=targets)
     return methods.get(method).build(c, model_cfg(block, **kw), 3)
 
 
@@ -93,7 +93,8 @@ def test_split_trainable_round_trips_and_rejects_traced_masks():
 
 @pytest.mark.parametrize("block", ["gau", pytest.param("roformer_v2", marks=SLOW)])
 def test_unmerged_lora_equals_merged_forward_and_grads(block):
-    spec = built("lora", block)
+    """"output" included: GAU's output projection is a GatedOutput, not an nn.Dense."""
+    spec = built("lora", block, targets=("query", "value", "uvz", "output"))
     b = batch()
     args = (b["input_ids"], b["attention_mask"], b["segment_ids"])
     params = nonzero_b(spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"])

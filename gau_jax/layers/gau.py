@@ -5,6 +5,9 @@
     A = normalise(QKᵀ/√s)  (softmax_plus by default; see attention.py),  dropout on A
     O = (U ⊙ A V) W_o
 
+The output projection (GatedOutput) keeps U and A V for the backward pass, which needs both
+anyway, and rebuilds U ⊙ A V there for dW_o instead of keeping a third [b, n, e] activation.
+
 With `chunk_size` c > 0 it is FLASH's mixed chunk attention, linear in n: the sequence is cut into
 chunks of c tokens (padded at the end), and with two more ScaleOffsets of the shared Z,
 
@@ -23,6 +26,7 @@ import math
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from gau_jax.layers.attention import normalize_attention
@@ -96,7 +100,8 @@ class GatedAttentionUnit(nn.Module):
             lin_q = self._qk(z, "lin_q_scale", positions, inv)
             lin_k = self._qk(z, "lin_k_scale", positions, inv)
             o = self._mixed_chunk(q, k, lin_q, lin_k, v, mask, dropout, deterministic)
-        return self._dense(x.shape[-1], "output")(u * o)
+        return GatedOutput(x.shape[-1], self.use_bias, self.dtype, self.kernel_init,
+                           name="output")(u, o)
 
     def _mixed_chunk(self, q, k, lin_q, lin_k, v, mask, dropout, deterministic):
         b, n, _ = q.shape
@@ -121,3 +126,47 @@ class GatedAttentionUnit(nn.Module):
                         preferred_element_type=jnp.float32)
         lin = jnp.einsum("bns,bse->bne", lin_q, (kv / n_real).astype(self.dtype))
         return quad + lin
+
+
+@jax.custom_vjp
+def gated_matmul(u: jnp.ndarray, o: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
+    """(u ⊙ o)·W, [..., e] x [..., e] x [e, d] -> [..., d], keeping u and o (which the backward
+    pass needs anyway) but not their product: the backward recomputes u ⊙ o for dW."""
+    return jnp.einsum("...e,ed->...d", u * o, w)
+
+
+def _gated_fwd(u, o, w):
+    return gated_matmul(u, o, w), (u, o, w)
+
+
+def _gated_bwd(res, g):
+    """dW = (u ⊙ o)ᵀ·g, du = (g·Wᵀ) ⊙ o, do = (g·Wᵀ) ⊙ u. `late` ties o to g (adding 0·g₀ is
+    exact for finite g), so u ⊙ o is rebuilt only once g exists: otherwise XLA shares the
+    forward's product and keeps it alive (XLA:CPU drops optimization_barrier, which would say
+    the same)."""
+    u, o, w = res
+    dp = jnp.einsum("...d,ed->...e", g, w)
+    late = o + 0 * g.reshape(-1)[0]  # = o, but only once g exists
+    flat = lambda t: t.reshape(-1, t.shape[-1])  # noqa: E731  (tokens x features)
+    return dp * o, dp * u, flat(u * late).T @ flat(g)
+
+
+gated_matmul.defvjp(_gated_fwd, _gated_bwd)
+
+
+class GatedOutput(nn.Module):
+    """O = (u ⊙ o)·W_o (+ b): the GAU output projection, params named as nn.Dense's."""
+
+    features: int
+    use_bias: bool = False
+    dtype: jnp.dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, u: jnp.ndarray, o: jnp.ndarray) -> jnp.ndarray:
+        kernel = self.param("kernel", self.kernel_init, (u.shape[-1], self.features), jnp.float32)
+        y = gated_matmul(u, o, kernel.astype(self.dtype))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
+                               jnp.float32).astype(self.dtype)
+        return y

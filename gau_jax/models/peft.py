@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from gau_jax.layers.gau import GatedOutput
 from gau_jax.models.heads import HEAD_PARAMS, Classifier
 from gau_jax.models.tree import path_names
 
@@ -124,16 +125,18 @@ lora_matmul.defvjp(_lora_fwd, _lora_bwd)
 
 
 def _unmerged_dense(scale: float):
-    """Flax interceptor: a Dense holding lora_A / lora_B returns x·W + scale·(x·A)·B (+ b)."""
+    """Flax interceptor: a Dense holding lora_A / lora_B returns x·W + scale·(x·A)·B (+ b); so
+    does GAU's GatedOutput, with x = u ⊙ o (its two inputs)."""
 
     def interceptor(next_fun, args, kwargs, context):
         m = context.module
-        if not (isinstance(m, nn.Dense) and context.method_name == "__call__"
+        if not (isinstance(m, nn.Dense | GatedOutput) and context.method_name == "__call__"
                 and m.has_variable("params", _A)):
             return next_fun(*args, **kwargs)
-        dt = m.dtype or args[0].dtype
+        x = args[0] * args[1] if isinstance(m, GatedOutput) else args[0]
+        dt = m.dtype or x.dtype
         w, a, b = (m.get_variable("params", k).astype(dt) for k in ("kernel", _A, _B))
-        y = lora_matmul(args[0].astype(dt), w, a, b, scale)
+        y = lora_matmul(x.astype(dt), w, a, b, scale)
         return y + m.get_variable("params", "bias").astype(dt) if m.use_bias else y
 
     return interceptor
