@@ -28,6 +28,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.models = ("gau_alpha_base", "roformer_v2_base")  # trunk presets (configs/models.py)
     c.seq_lens = (128, 512)          # sequence lengths compiled
     c.batch_size = 32                # rows of the compiled step
+    c.cpu_scheduler = "default"  # XLA:CPU's schedule, or "memory" (results keyed trunk@n/memory)
     c.methods = METHODS              # full is always included (the ratios' denominator)
     c.time_width = 256               # timed trunk: hidden size (widths scaled together) ...
     c.time_layers = 0                # ... layers (0 = the trunk's) ...

@@ -124,8 +124,10 @@ def _nbytes(tree) -> int:
                    for x in jax.tree_util.tree_leaves(tree) if hasattr(x, "shape")))
 
 
-def compile_step(method: str, model_cfg, batch: int, seq: int, **lst_overrides):
-    """(param shapes, trainable fn, state shapes, the compiled train step with state donated)."""
+def compile_step(method: str, model_cfg, batch: int, seq: int,
+                 cpu_scheduler: str = "default", **lst_overrides):
+    """(param shapes, trainable fn, state shapes, the compiled train step with state donated;
+    scheduled by `cpu_scheduler` on the CPU, costs.CPU_SCHEDULERS)."""
     mm = method_model(method, model_cfg, **lst_overrides)
     init_ids = jnp.ones((1, 8), jnp.int32)
     params = jax.eval_shape(lambda: mm.store(mm.model.init(jax.random.PRNGKey(0),
@@ -134,19 +136,21 @@ def compile_step(method: str, model_cfg, batch: int, seq: int, **lst_overrides):
     state = jax.eval_shape(lambda p: create_state(p, tx, 0), params)
     b = costs.abstract(example_batch(mm, model_cfg, batch, seq))
     compiled = costs.compile_step(make_train_step(mm.sums_fn, tx, trainable=mm.trainable), state,
-                                  b, donate_argnums=0)
+                                  b, donate_argnums=0, cpu_scheduler=cpu_scheduler)
     return params, mm.trainable, state, compiled
 
 
-def compiled_stats(method: str, model_cfg, batch: int, seq: int) -> dict:
+def compiled_stats(method: str, model_cfg, batch: int, seq: int,
+                   cpu_scheduler: str = "default") -> dict:
     """Trainable params, optimizer bytes, compiled memory and FLOPs of one train step.
 
     The LST side runs under lax.scan, whose body XLA's cost_analysis counts once: its FLOPs come
     from a second compile with the side unrolled (config.lst.scan_layers=False, same math)."""
-    params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq)
+    params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq, cpu_scheduler)
     cost = costs.step_costs(compiled)
     if method.startswith("lst"):
-        flops_of = compile_step(method, model_cfg, batch, seq, scan_layers=False)[3]
+        flops_of = compile_step(method, model_cfg, batch, seq, cpu_scheduler,
+                                scan_layers=False)[3]
         cost["flops"] = costs.step_costs(flops_of)["flops"]
     return {"trainable_params": count_trainable(params, trainable),
             "total_params": count_trainable(params),
@@ -209,18 +213,23 @@ def bench(c: ml_collections.ConfigDict) -> dict:
     bad = sorted(set(which) - set(METHODS))
     if bad:
         raise ValueError(f"config.methods: unknown {bad}; choose from {METHODS}")
+    if c.cpu_scheduler not in costs.CPU_SCHEDULERS:
+        raise ValueError(f"config.cpu_scheduler={c.cpu_scheduler!r}: choose from "
+                         f"{sorted(costs.CPU_SCHEDULERS)}")
     if "full" not in which:
         which = ["full", *which]
     results, timing = {}, {}
+    tag = "" if c.cpu_scheduler == "default" else f"/{c.cpu_scheduler}"
     for preset in cli.names(c.models):
         for n in c.seq_lens:
-            per = results[f"{preset}@{n}"] = {}
+            per = results[f"{preset}@{n}{tag}"] = {}
             for m in which:
                 t0 = time.time()
                 cfg = get_model_config(preset)
                 cfg.scan_layers = False  # XLA's cost_analysis counts a scanned layer only once
-                per[m] = compiled_stats(m, cfg, c.batch_size, n)
-                print(f"{preset} n={n} {m}: total {_gb(per[m]['compiled_bytes']['total'])} GiB, "
+                per[m] = compiled_stats(m, cfg, c.batch_size, n, c.cpu_scheduler)
+                total = _gb(per[m]["compiled_bytes"]["total"])
+                print(f"{preset} n={n}{tag} {m}: total {total} GiB, "
                       f"{per[m]['flops'] / 1e9:.0f} GFLOPs ({time.time() - t0:.0f}s)", flush=True)
         if c.time_steps:
             base = get_model_config(preset)
@@ -282,7 +291,7 @@ def table(results: dict) -> str:
             cb = r["compiled_bytes"]
             rel = (f"{cb['total'] / full['compiled_bytes']['total']:.3f}" if full else "–")
             frel = f"{r['flops'] / full['flops']:.3f}" if full else "–"
-            trunk, n = key.split("@")
+            trunk, n = key.split("@", 1)
             lines.append(f"| {trunk} | {n} | {m} | {r['trainable_params'] / 1e6:.2f} M "
                          f"({100 * r['trainable_params'] / r['total_params']:.1f} %) | "
                          f"{_gb(r['optimizer_state_bytes'])} | {_gb(cb['argument'])} | "
@@ -329,7 +338,11 @@ def write_report(data: dict, command: str, out: Path) -> None:
            "state donated; total = argument + output − alias + temp. LST: r = 8, gated ladders "
            "from every trunk layer, side `lst` = RoFormerV2 blocks with heads of size 8, "
            "`lst_gau` = single-head GAU blocks, `lst_cached` = the GAU side fed bfloat16 "
-           "features [b, n, K, d] from the cache (no trunk in the step).", "", table(results), ""]
+           "features [b, n, K, d] from the cache (no trunk in the step). On the CPU, n/memory = "
+           "compiled with XLA:CPU's memory-optimised instruction scheduler "
+           "(`--config.cpu_scheduler=memory`) instead of its default concurrency-optimised "
+           "one, which starts independent work early so that it can run in parallel; ratios "
+           "compare methods under the same scheduler.", "", table(results), ""]
     if timing:
         names = next(iter(timing.values()))["seconds"]
         md += ["## Step time relative to full fine-tuning (measured side by side)", "",

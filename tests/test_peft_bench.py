@@ -6,6 +6,7 @@ import pytest
 
 from configs import bench_peft as peft_config
 from experiments import bench_peft
+from gau_jax.train import costs
 
 
 @pytest.mark.slow
@@ -46,3 +47,26 @@ def test_merge_keeps_other_trunks_and_checks_the_batch(tmp_path):
                                  "b@64": {"full": {"flops": 1.0}}}
     with pytest.raises(ValueError, match="new: batch 8"):
         bench_peft.merge([old, run("b", ["full"], batch=8)], ["old", "new"])
+
+
+@pytest.mark.slow
+def test_cpu_scheduler_reaches_xla():
+    """The memory-optimised XLA:CPU schedule of one step differs from the default one (same
+    arguments, other temp memory), and an unknown scheduler is refused by name."""
+    import jax
+
+    from gau_jax.models import get_model_config
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("cpu_scheduler only applies to the CPU backend")
+    cfg = get_model_config("gau_alpha_tiny")
+    mem = {s: costs.step_costs(bench_peft.compile_step("full", cfg, 8, 64, s)[3])
+           for s in costs.CPU_SCHEDULERS}
+    assert mem["memory"]["argument_bytes"] == mem["default"]["argument_bytes"]
+    assert mem["memory"]["temp_bytes"] != mem["default"]["temp_bytes"]
+    with pytest.raises(ValueError, match="cpu_scheduler='fast'"):
+        bench_peft.compile_step("full", cfg, 8, 64, "fast")
+    c = peft_config.get_config("smoke")
+    c.cpu_scheduler = "fast"
+    with pytest.raises(ValueError, match="config.cpu_scheduler='fast'"):
+        bench_peft.bench(c)

@@ -1,6 +1,10 @@
 """What a jitted step costs: XLA's FLOP and memory counts, its measured time, the matmul rate.
 
     compiled = compile_step(fn, *args, donate_argnums=0)   args: arrays or jax.ShapeDtypeStruct
+        cpu_scheduler="memory": XLA:CPU's memory-optimised instruction scheduler instead of its
+        default (concurrency-optimised in jax 0.10), which starts independent work early (e.g. the
+        float32 copies of every layer's bfloat16 kernels) so that it can run in parallel, at
+        the cost of live memory; ignored off the CPU
     step_costs(compiled):
         flops           compiled.cost_analysis()["flops"]  (a lax.scan body is counted once:
                         unroll layers to count them all)
@@ -29,9 +33,20 @@ def abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
 
 
-def compile_step(fn: Callable, *args: Any, donate_argnums: int | Sequence[int] = ()) -> Any:
-    """jax.jit(fn).lower(*args).compile(): the compiled executable for these shapes."""
-    return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile()
+CPU_SCHEDULERS = {"default": None, "memory": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}  # name →
+# XLA's xla_cpu_scheduler_type (None: XLA's own choice, concurrency-optimised in jax 0.10)
+
+
+def compile_step(fn: Callable, *args: Any, donate_argnums: int | Sequence[int] = (),
+                 cpu_scheduler: str = "default") -> Any:
+    """jax.jit(fn).lower(*args).compile(): the compiled executable for these shapes, scheduled
+    by `cpu_scheduler` (a CPU_SCHEDULERS name) on the CPU backend."""
+    if cpu_scheduler not in CPU_SCHEDULERS:
+        raise ValueError(f"cpu_scheduler={cpu_scheduler!r}: choose from {sorted(CPU_SCHEDULERS)}")
+    kind = CPU_SCHEDULERS[cpu_scheduler]
+    options = ({"xla_cpu_scheduler_type": kind} if kind and jax.default_backend() == "cpu"
+               else None)
+    return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(options)
 
 
 def step_costs(compiled: Any) -> dict[str, float]:
