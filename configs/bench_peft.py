@@ -5,6 +5,8 @@
     # peft.json there); one trunk or a few methods: e.g.
     #   --config.models=gau_alpha_base --config.methods=full,lst,lst_gau,lst_cached
     # only the report of earlier runs: --config.merge=runs/a/peft.json,runs/b/peft.json
+    # XLA:CPU's memory-optimised schedule, merged beside the default one's rows (trunk@n/memory):
+    #   --config.cpu_scheduler=memory --config.time_steps=0
     python -m experiments.bench_peft --config configs/bench_peft.py:smoke --workdir /tmp/peft
 
 `arg` is "full" (experiments/results/peft.md: base trunks at n = 128 and 512, batch 32; compile
