@@ -213,9 +213,7 @@ def bench(c: ml_collections.ConfigDict) -> dict:
     bad = sorted(set(which) - set(METHODS))
     if bad:
         raise ValueError(f"config.methods: unknown {bad}; choose from {METHODS}")
-    if c.cpu_scheduler not in costs.CPU_SCHEDULERS:
-        raise ValueError(f"config.cpu_scheduler={c.cpu_scheduler!r}: choose from "
-                         f"{sorted(costs.CPU_SCHEDULERS)}")
+    costs.cpu_scheduler_options(c.cpu_scheduler, "config.cpu_scheduler")  # checked up front
     if "full" not in which:
         which = ["full", *which]
     results, timing = {}, {}

@@ -2,10 +2,12 @@
 
 import json
 
+import jax
 import pytest
 
 from configs import bench_peft as peft_config
 from experiments import bench_peft
+from gau_jax.models import get_model_config
 from gau_jax.train import costs
 
 
@@ -53,10 +55,6 @@ def test_merge_keeps_other_trunks_and_checks_the_batch(tmp_path):
 def test_cpu_scheduler_reaches_xla():
     """The memory-optimised XLA:CPU schedule of one step differs from the default one (same
     arguments, other temp memory), and an unknown scheduler is refused by name."""
-    import jax
-
-    from gau_jax.models import get_model_config
-
     if jax.default_backend() != "cpu":
         pytest.skip("cpu_scheduler only applies to the CPU backend")
     cfg = get_model_config("gau_alpha_tiny")

@@ -37,15 +37,20 @@ CPU_SCHEDULERS = {"default": None, "memory": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZE
 # XLA's xla_cpu_scheduler_type (None: XLA's own choice, concurrency-optimised in jax 0.10)
 
 
+def cpu_scheduler_options(cpu_scheduler: str, field: str = "cpu_scheduler") -> dict | None:
+    """XLA compile options that select `cpu_scheduler` (a CPU_SCHEDULERS name; None for XLA's
+    own choice or off the CPU). An unknown name is a ValueError naming `field`."""
+    if cpu_scheduler not in CPU_SCHEDULERS:
+        raise ValueError(f"{field}={cpu_scheduler!r}: choose from {sorted(CPU_SCHEDULERS)}")
+    kind = CPU_SCHEDULERS[cpu_scheduler]
+    return {"xla_cpu_scheduler_type": kind} if kind and jax.default_backend() == "cpu" else None
+
+
 def compile_step(fn: Callable, *args: Any, donate_argnums: int | Sequence[int] = (),
                  cpu_scheduler: str = "default") -> Any:
     """jax.jit(fn).lower(*args).compile(): the compiled executable for these shapes, scheduled
     by `cpu_scheduler` (a CPU_SCHEDULERS name) on the CPU backend."""
-    if cpu_scheduler not in CPU_SCHEDULERS:
-        raise ValueError(f"cpu_scheduler={cpu_scheduler!r}: choose from {sorted(CPU_SCHEDULERS)}")
-    kind = CPU_SCHEDULERS[cpu_scheduler]
-    options = ({"xla_cpu_scheduler_type": kind} if kind and jax.default_backend() == "cpu"
-               else None)
+    options = cpu_scheduler_options(cpu_scheduler)
     return jax.jit(fn, donate_argnums=donate_argnums).lower(*args).compile(options)
 
 
