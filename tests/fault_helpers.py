@@ -58,7 +58,7 @@ def write_task(folder: Path, n_train: int = 32, n_dev: int = 16) -> Path:
 
 def pretrain_args(workdir: Path, corpus: Path, *extra: str) -> list[str]:
     return ["--config=configs/pretrain.py:gau_alpha_tiny", f"--workdir={workdir}", *TINY,
-            "--config.model.vocab_size=64", "--config.dev_documents=8",
+            "--config.model.vocab_size=64", "--config.dev_fraction=0.2",
             "--config.eval_batches=1", "--config.model.hidden_dropout=0.1",
             f"--config.data_dir={corpus}", *extra]
 

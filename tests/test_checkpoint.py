@@ -28,7 +28,7 @@ def corpus_file(tmp_path_factory):
 
 
 def _pretrain_config(corpus_file, **kw):
-    c = tiny_pretrain_config(data_dir=str(corpus_file), dev_documents=8, eval_batches=1,
+    c = tiny_pretrain_config(data_dir=str(corpus_file), dev_fraction=0.2, eval_batches=1,
                              batch_size=8, max_length=16, pad_multiple=16, data_threads=1,
                              **kw)
     c.model.update(vocab_size=64, hidden_dropout=0.1)  # dropout on: its keys must resume too

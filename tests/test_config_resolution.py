@@ -24,7 +24,7 @@ def corpus_file(tmp_path_factory):
 
 
 def _pretrain(corpus_file, **kw):
-    c = tiny_pretrain_config(data_dir=str(corpus_file), dev_documents=8, eval_batches=1,
+    c = tiny_pretrain_config(data_dir=str(corpus_file), dev_fraction=0.2, eval_batches=1,
                              batch_size=8, max_length=16, pad_multiple=16, data_threads=1,
                              total_steps=2, **kw)
     c.model.vocab_size = 64

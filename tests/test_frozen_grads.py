@@ -183,7 +183,7 @@ def test_bitfit_starts_from_a_pretrained_trunk_with_biases(tmp_path):
     for split in ("train", "dev"):
         (task / f"{split}.json").write_text(
             "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    pt = tiny_pretrain_config(data_dir=str(corpus), dev_documents=8, eval_batches=1,
+    pt = tiny_pretrain_config(data_dir=str(corpus), dev_fraction=0.2, eval_batches=1,
                               batch_size=8, pad_multiple=16, data_threads=1, total_steps=2,
                               checkpoint_every_steps=2, eval_every_steps=2)
     pt.model.update(vocab_size=64, num_layers=2, use_bias=True)

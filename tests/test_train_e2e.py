@@ -40,7 +40,7 @@ def test_pretrain_then_finetune_cli(tmp_path):
     pt = tmp_path / "pt"
     _cli("--config=configs/pretrain.py:gau_alpha_tiny", f"--workdir={pt}", *tiny,
          "--config.total_steps=30", "--config.log_every_steps=10", "--config.batch_size=16",
-         "--config.model.vocab_size=64", "--config.dev_documents=8", f"--config.data_dir={corpus}",
+         "--config.model.vocab_size=64", "--config.dev_fraction=0.2", f"--config.data_dir={corpus}",
          "--config.eval_batches=2", "--config.eval_every_steps=10")
     assert {"config.json", "vocab.txt", "metrics.jsonl", "summary.json",
             "checkpoints"} <= {p.name for p in pt.iterdir()}

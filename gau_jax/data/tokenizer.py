@@ -158,6 +158,11 @@ class ChineseTokenizer:
         inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         return [_wrap(e) for e in self._truncating(max_len).encode_batch(inputs)]
 
+    def encode_raw_batch(self, texts: Sequence[str]) -> list:
+        """`tokenizers.Encoding`s of [CLS] text [SEP] (no truncation): `.ids` and `.offsets`
+        without building Python lists of tokens (the fast path of corpus preparation)."""
+        return self._tok.encode_batch(list(texts))
+
     def encode_pieces(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids of `text` without [CLS]/[SEP] and each token's (start, end) character span
         in the *original* text (normalisation is tracked: lower-casing, full-width forms and
@@ -205,16 +210,29 @@ def _split_punct(word: str) -> list[str]:
     return out + ([cur] if cur else [])
 
 
-def count_char_units(texts: Iterable[str], chunk_chars: int = 2048) -> collections.Counter:
+def count_char_units(texts: Iterable[str], chunk_chars: int = 2048,
+                     max_words: int = 200_000) -> collections.Counter:
     """Frequencies of character units after BERT normalisation and pre-tokenisation.
 
     `tokenizers`' BertNormalizer runs on ~2k-character chunks; the whitespace/punctuation split
     of BertPreTokenizer is then applied once per distinct whitespace word (fast on big corpora).
+    The word counts are folded into unit counts whenever they reach `max_words` entries, so
+    memory is bounded by the number of distinct units (characters), whatever the corpus size.
     """
     norm = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
     )
     words: collections.Counter = collections.Counter()
+    counts: collections.Counter = collections.Counter()
+
+    def fold() -> None:
+        for chunk, n in words.items():
+            for word in _split_punct(chunk):
+                counts[word[0]] += n
+                for c in word[1:]:
+                    counts["##" + c] += n
+        words.clear()
+
     buf: list[str] = []
     size = 0
     for text in texts:
@@ -223,15 +241,30 @@ def count_char_units(texts: Iterable[str], chunk_chars: int = 2048) -> collectio
         if size >= chunk_chars:
             words.update(norm.normalize_str("\n".join(buf)).split())
             buf, size = [], 0
+            if len(words) >= max_words:
+                fold()
     if buf:
         words.update(norm.normalize_str("\n".join(buf)).split())
-    counts: collections.Counter = collections.Counter()
-    for chunk, n in words.items():
-        for word in _split_punct(chunk):
-            counts[word[0]] += n
-            for c in word[1:]:
-                counts["##" + c] += n
+    fold()
     return counts
+
+
+def vocab_from_counts(counts: collections.Counter, vocab_size: int) -> ChineseTokenizer:
+    """The specials, then the `vocab_size` - 5 most frequent units (ties by the unit), then
+    [unusedN] fill (module docstring)."""
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} specials")
+    counts = collections.Counter(counts)
+    for t in SPECIAL_TOKENS:
+        counts.pop(t, None)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    units = [u for u, _ in ranked[: vocab_size - len(SPECIAL_TOKENS)]]
+    tokens = list(SPECIAL_TOKENS) + units
+    n_unused = 0
+    while len(tokens) < vocab_size:
+        n_unused += 1
+        tokens.append(f"[unused{n_unused}]")
+    return ChineseTokenizer({t: i for i, t in enumerate(tokens)})
 
 
 def build_char_vocab(
@@ -242,19 +275,7 @@ def build_char_vocab(
     Later characters of a non-CJK word only get a `##c` entry when their frequency ranks;
     a word that cannot be spelled from the vocab becomes [UNK] as in BERT.
     """
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size={vocab_size} must exceed the {len(SPECIAL_TOKENS)} specials")
-    counts = count_char_units(texts)
-    for t in SPECIAL_TOKENS:
-        counts.pop(t, None)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    units = [u for u, _ in ranked[: vocab_size - len(SPECIAL_TOKENS)]]
-    tokens = list(SPECIAL_TOKENS) + units
-    n_unused = 0
-    while len(tokens) < vocab_size:
-        n_unused += 1
-        tokens.append(f"[unused{n_unused}]")
-    tok = ChineseTokenizer({t: i for i, t in enumerate(tokens)})
+    tok = vocab_from_counts(count_char_units(texts), vocab_size)
     if save_path is not None:
         tok.save_vocab(save_path)
     return tok

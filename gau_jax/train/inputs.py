@@ -1,9 +1,12 @@
 """What a run trains on: model, loss sums, trainable mask, data iterators, pretrained trunk.
 
-    pretrain: tokenizer (vocab_path, or a char vocab of model.vocab_size built from the corpus)
-              → Encoder + tied MLM head, loss = masked-token cross-entropy (mlm_sums_fn);
-              train = endless whole-word-masked batches of the corpus minus dev_documents;
-              dev = fixed masked batches of the first dev_documents documents.
+    pretrain: data_dir → prepared corpora (gau_jax/data/corpus_sources.py: a prepared folder
+              as it is; raw text and the default People's Daily prepared into the cache, with
+              vocab_path or a char vocab of model.vocab_size) → tokenizer of the corpus's
+              vocabulary → Encoder + tied MLM head, loss = masked-token cross-entropy
+              (mlm_sums_fn); train = global batch t of the seeded window order, this process's
+              rows, whole-word masked (gau_jax/data/corpus_loader.py); dev = the corpora's dev
+              windows, masked with a fixed seed.
     finetune: init_from (any folder gau_jax.pretrained.load reads) or the preset → the method's
               plugin (gau_jax/train/methods.py) builds the model (trunk + the task kind's head),
               its trainable mask and any input hook; loss sums by head kind
@@ -41,12 +44,12 @@ import jax
 import ml_collections
 
 from gau_jax import pretrained as pretrained_lib
-from gau_jax.data import pipeline, sources
+from gau_jax.data import corpus_loader, corpus_sources, sources
 from gau_jax.data.task_pipeline import task_batches
 from gau_jax.data.tasks import as_text, check_task
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab, load_tokenizer
 from gau_jax.models import build_encoder, presets, unstack_layers
-from gau_jax.train import decode, methods
+from gau_jax.train import decode, methods, partition
 from gau_jax.train.step import SumsFn, mlm_sums_fn, sums_fn_for
 
 
@@ -133,22 +136,40 @@ def build_inputs(config: ml_collections.ConfigDict, workdir: Path) -> Inputs:
 
 
 def _pretrain_inputs(config, workdir: Path) -> Inputs:
-    docs = sources.load_corpus(config.data_dir or None)
-    n_dev = min(config.dev_documents, len(docs) // 10)
-    tok = _tokenizer(config, workdir, lambda: iter(docs))
+    vocab_path = config.get("vocab_path") or None
+    if vocab_path is None and (workdir / "vocab.txt").exists():
+        vocab_path = str(workdir / "vocab.txt")  # a resumed run keeps the vocabulary it built
+    corpora, weights, names = [], [], []
+    for path, weight in corpus_sources.parse_data_dir(config.data_dir):
+        names.append(Path(path).name or "peoples_daily_1998")
+        corpus = corpus_sources.open_corpus(
+            path, vocab_path=vocab_path, vocab_size=config.model.vocab_size,
+            max_length=config.max_length, dev_fraction=config.dev_fraction,
+            processes=jax.process_count())
+        if config.get("vocab_path"):
+            corpus_sources.check_vocab(corpus, config.vocab_path)
+        if corpus.max_length != config.max_length:
+            raise ValueError(f"config.max_length={config.max_length} but {corpus.path} was "
+                             f"prepared with max_length {corpus.max_length}: set "
+                             f"--config.max_length={corpus.max_length} or prepare it again")
+        corpora.append(corpus)
+        weights.append(weight)
+    tok = load_tokenizer(corpora[0].vocab_path)
     config.model.vocab_size = tok.vocab_size
     model = build_encoder(config.model)
-    common = dict(batch_size=local_batch_size(config), max_len=config.max_length,
-                  mask_rate=config.mlm_probability, pack=config.pack,
-                  mask_unit=config.mask_unit,
-                  pad_multiple=config.pad_multiple, num_threads=config.data_threads)
-    train = iter(pipeline.mlm_dataset(docs[n_dev:], tok, seed=config.seed, **common))
-    dev_docs = docs[:n_dev]
-    dev = lambda: pipeline.mlm_dataset(dev_docs, tok, seed=12345, train=False, **common)
+    maker = corpus_loader.BatchMaker(
+        corpora, weights, names=names, batch_size=config.batch_size,
+        rows=partition.local_rows(config, config.batch_size), seed=config.seed,
+        mask_rate=config.mlm_probability, mask_unit=config.mask_unit)
+    train = corpus_loader.CorpusBatches(maker, workers=config.data_workers)
+    dev = (lambda: maker.dev_batches()) if maker.dev_windows() else None
     sums_fn = mlm_sums_fn(model, config.max_predictions)
+    sizes = {"train windows": sum(c.num_windows("train") for c in corpora),
+             "dev windows": maker.dev_windows()}
+    if len(corpora) > 1:
+        sizes.update({f"weight {n}": w for n, w in zip(names, weights, strict=True)})
     return Inputs(model=model, sums_fn=sums_fn, train=train, dev_batches=dev,
-                  model_config=config.model, tokenizer=tok, config=config,
-                  data_sizes={"documents": len(docs) - n_dev, "dev documents": n_dev})
+                  model_config=config.model, tokenizer=tok, config=config, data_sizes=sizes)
 
 
 def _load_trunk(config) -> tuple[Any, Path | None]:

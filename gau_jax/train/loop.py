@@ -59,8 +59,8 @@ EXIT_NONFINITE = 65   # stopped by a NaN / Inf loss or gradient norm
 # Fields a rerun of a workdir may change; any other change is a different run and is refused.
 RESUMABLE_FIELDS = ("total_steps", "log_every_steps", "eval_every_steps", "eval_batches",
                     "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints",
-                    "progress_bar", "tensorboard", "data_threads", "parallel", "fsdp", "mesh",
-                    "skip_nonfinite_updates", "max_consecutive_skips")
+                    "progress_bar", "tensorboard", "data_threads", "data_workers", "parallel",
+                    "fsdp", "mesh", "skip_nonfinite_updates", "max_consecutive_skips")
 # The host dispatches step t, then waits for step t-1 to finish: batch t+1 is prepared while
 # step t runs, and no more than this many steps are queued. An unbounded queue of multi-device
 # steps can deadlock XLA:CPU's in-process collectives (all-reduce rendezvous aborts the process
@@ -163,27 +163,34 @@ class Trainer:
 
     def _setup(self, config, inputs) -> None:
         resolved = inputs_lib.resolve_config(config)
+        self._check_rerun(resolved, derived=True)  # before any data is opened
         self.inputs = inputs or inputs_lib.build_inputs(resolved, self.workdir)
         self.config = self.inputs.config or resolved
-        self._check_rerun()
+        self._check_rerun(self.config)
         self.model, self.sums_fn = self.inputs.model, self.inputs.sums_fn
         self.tx = optimizer_from_config(self.config, self.inputs.trainable)
         self.schedule = schedule_from_config(self.config)
         self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=self.config.keep_checkpoints,
                                           async_save=self.config.async_checkpoints)
         self.par = partition.strategy(self.config)
+        self.par.static = getattr(self.inputs.train, "static_shapes", False)
         self._build_state()
         inputs_lib.write_model_files(self.workdir, self.inputs, self.config)
         self._build_steps()
 
-    def _check_rerun(self) -> None:
-        """A workdir with checkpoints resumes only the run that wrote it."""
+    def _check_rerun(self, config: ml_collections.ConfigDict, derived: bool = False) -> None:
+        """A workdir with checkpoints resumes only the run that wrote it. derived=True: the
+        config before its inputs are built, so the fields they fill in are not compared."""
         saved = self.workdir / "train_config.json"
         if not saved.exists() or not (self.workdir / "checkpoints").is_dir():
             return
         old = json.loads(saved.read_text())
-        new = json.loads(self.config.to_json_best_effort())
+        new = json.loads(config.to_json_best_effort())
         changed = changed_fields(old, new)
+        if derived:  # pretraining fills in the vocabulary size, fine-tuning init_from's model
+            derived_fields = (("model.vocab_size",) if config.kind == "pretrain"
+                              else ("model.", "total_steps"))
+            changed = [f for f in changed if not f.startswith(derived_fields)]
         if changed:
             what = ("a different model" if any(k.startswith("model.") for k in changed)
                     else "another config")
@@ -210,6 +217,9 @@ class Trainer:
             state, self.data_state, self.resume_meta = restored
             self.best = self.resume_meta.get("best")
             self._say(f"resuming {self.workdir} from step {int(state.step)}")
+            if self.data_state is None and self.resume_meta.get("data") is not None:
+                self.data_state = self.resume_meta["data"]  # the same on any process count
+                self._say(f"data position restored from the checkpoint: {self.data_state}")
         else:
             state = self.par.init(self._init_state)
         self.state = self.par.place(state)
@@ -278,7 +288,10 @@ class Trainer:
 
     def _save(self, step: int, pending: list[dict], last_train: dict) -> None:
         meta = {"step": step, "best": self.best, "pending": pending, "last_train": last_train}
-        self.ckpt.save(step, self.host_state(), self.inputs.train.get_state(), meta)
+        data = self.inputs.train.get_state()
+        if getattr(self.inputs.train, "global_state", False):
+            meta["data"] = data  # process-independent: restorable on another process count
+        self.ckpt.save(step, self.host_state(), data, meta)
 
     def _maybe_keep_best(self, step: int, dev: dict[str, float]) -> None:
         if not self.config.get("keep_best", False):
@@ -353,6 +366,9 @@ class Trainer:
                         rate = bar.steps_per_second(step)  # NaN until a step after the first
                         if math.isfinite(rate):
                             last_train["steps_per_s"] = rate
+                        rows_drawn = getattr(self.inputs.train, "rows_drawn", None)
+                        if rows_drawn is not None:  # a corpus mixture's rows so far
+                            last_train.update({f"rows/{k}": v for k, v in rows_drawn().items()})
                         writer.write(step, "train", last_train)
                         records = []
                     bar.update(step, **({"loss": last_train["loss"]} if "loss" in last_train
@@ -400,6 +416,9 @@ class Trainer:
 
     def close(self) -> None:
         self.ckpt.close()
+        close = getattr(self.inputs.train, "close", None)
+        if close is not None:
+            close()
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path,

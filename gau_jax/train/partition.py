@@ -273,11 +273,26 @@ def _agree_lengths(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
-    """Global jax.Arrays sharded over the batch axes, built from this process's local rows."""
+def global_batch(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh,
+                 static: bool = False) -> dict[str, jax.Array]:
+    """Global jax.Arrays sharded over the batch axes, built from this process's local rows
+    (static=True: every process's batches have one shape, so no lengths are exchanged)."""
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in _agree_lengths(local).items()}
+            for k, v in (local if static else _agree_lengths(local)).items()}
+
+
+def local_rows(config: Any, batch_size: int) -> slice:
+    """The rows of a global batch that this process's devices hold (jit: by the mesh's batch
+    sharding; pmap: the process's block)."""
+    p, n = jax.process_index(), jax.process_count()
+    if config.parallel == "pmap":
+        return slice(p * batch_size // n, (p + 1) * batch_size // n)
+    index = batch_sharding(make_mesh(**mesh_sizes(config))).addressable_devices_indices_map(
+        (batch_size,))
+    start = min(s[0].start or 0 for s in index.values())
+    stop = max(s[0].stop or batch_size for s in index.values())
+    return slice(start, stop)
 
 
 # ----------------------------------------------------------------------------- pmap mode
@@ -295,11 +310,11 @@ def unreplicate(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: x[0], tree)
 
 
-def shard_for_pmap(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def shard_for_pmap(local: dict[str, np.ndarray], static: bool = False) -> dict[str, np.ndarray]:
     """[rows, ...] → [local devices, rows / devices, ...]."""
     n = jax.local_device_count()
     return {k: np.asarray(v).reshape(n, -1, *np.shape(v)[1:])
-            for k, v in _agree_lengths(local).items()}
+            for k, v in (local if static else _agree_lengths(local)).items()}
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -319,6 +334,7 @@ class JitMesh:
     """jit over a ('data', 'fsdp', 'tensor') mesh: state sharded by RULES, batch split."""
 
     axis_name = None  # the step sums over the global batch itself (no collective to name)
+    static = False  # True: batches of one shape on every process (no per-step length exchange)
 
     def __init__(self, mesh: jax.sharding.Mesh | None = None, min_size: int = MIN_SPLIT_SIZE,
                  rules=RULES):
@@ -352,7 +368,7 @@ class JitMesh:
                 jax.jit(evaluate, in_shardings=(self.shardings, bs)))
 
     def device_batch(self, batch: dict[str, np.ndarray]) -> Any:
-        return global_batch(batch, self.mesh)
+        return global_batch(batch, self.mesh, self.static)
 
     def host(self, tree: Any) -> Any:
         """The state as a checkpoint stores it."""
@@ -367,6 +383,7 @@ class Pmap:
     """pmap over the local devices: state replicated (leading device axis), batch reshaped."""
 
     axis_name = "batch"
+    static = False
 
     def context(self):
         return contextlib.nullcontext()
@@ -385,7 +402,7 @@ class Pmap:
                 jax.pmap(eval_step, axis_name=self.axis_name))
 
     def device_batch(self, batch: dict[str, np.ndarray]) -> Any:
-        return shard_for_pmap(batch)
+        return shard_for_pmap(batch, self.static)
 
     def host(self, tree: Any) -> Any:
         return unreplicate(tree)
