@@ -60,12 +60,15 @@ def test_small_trunk_side_width_floor():
 
 
 # method: (trunk pretraining steps, fine-tuning steps, margin in accuracy points above the
-# majority class, 53.1 % of dev). LST and LoRA learn in 120 steps from a 150-step trunk.
+# majority class, 53.1 % of dev). LST learns in 120 steps from a 150-step trunk. LoRA at 3e-1
+# learns or stays at the majority class after 120 steps depending on the trunk's seed (trunks
+# of seeds 0, 1, 2 on the prepared People's Daily: 53.1 / 53.1 / 61.4 %); after 300 steps it
+# learns from both seeds tried (66.6 / 65.8 %).
 # Adapters learn more slowly (120 steps: 53.0 %, at the majority class; 600 steps: 64.4 %).
 # BitFit trains 1.8k parameters at d = 64 (biases and head): from the 150-step trunk it stays
 # at the majority class at any rate (3e-2 to 3e-1, 120 and 600 steps); from a 600-step trunk,
 # 600 steps at its default 2e-2 reach 63.0 / 59.8 % (seeds 0 / 1), hence its smaller margin.
-RUNS = {"lst": (150, FINETUNE_STEPS, 0.08), "lora": (150, FINETUNE_STEPS, 0.08),
+RUNS = {"lst": (150, FINETUNE_STEPS, 0.08), "lora": (150, 300, 0.08),
         "adapter": (150, 600, 0.08), "bitfit": (600, 600, 0.05)}
 
 
