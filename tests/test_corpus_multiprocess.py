@@ -2,7 +2,8 @@
 steps 1-2, 1 process steps 3-4, 4 processes steps 5-6 (4 CPU devices each time), through
 `experiments.train` and tools/launch_local.py (jax.distributed on 127.0.0.1, every process
 under a timeout, killed by PID). Batches are a function of (seed, step), so the losses and
-parameters are the uninterrupted run's (float tolerance: reductions run on other layouts)."""
+parameters are the uninterrupted run's, run in the test's own process (float tolerance:
+reductions run on other device layouts)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,40 @@ import sys
 import numpy as np
 import pytest
 
+from configs import pretrain
 from gau_jax.data import corpus_prepare as prep
 from gau_jax.data.corpus import people_daily_texts
 from gau_jax.data.prepare_corpus import prepare
 from gau_jax.data.tokenizer import build_char_vocab
+from gau_jax.train.loop import train
 from tests.test_multiprocess import _launch
 
-FLAGS = ["--config.model.num_layers=1", "--config.model.hidden_size=32",
-         "--config.model.intermediate_size=64", "--config.model.key_size=16",
-         "--config.model.hidden_dropout=0", "--config.model.attention_dropout=0",
-         "--config.batch_size=8", "--config.max_length=32", "--config.log_every_steps=1",
-         "--config.eval_every_steps=100", "--config.eval_batches=1",
-         "--config.checkpoint_every_steps=100", "--config.progress_bar=False",
-         "--config.tensorboard=False", "--config.async_checkpoints=False",
-         "--config.warmup_steps=0", "--config.end_lr_factor=1.0", "--config.learning_rate=1e-2"]
+OVERRIDES = {"model.num_layers": 1, "model.hidden_size": 32, "model.intermediate_size": 64,
+             "model.key_size": 16, "model.hidden_dropout": 0.0, "model.attention_dropout": 0.0,
+             "batch_size": 8, "max_length": 32, "log_every_steps": 1, "eval_every_steps": 100,
+             "eval_batches": 1, "checkpoint_every_steps": 100, "progress_bar": False,
+             "tensorboard": False, "async_checkpoints": False, "warmup_steps": 0,
+             "end_lr_factor": 1.0, "learning_rate": 1e-2}
 
 
 def _command(workdir, corpus, steps: int) -> list[str]:
     return [sys.executable, "-m", "experiments.train",
             "--config=configs/pretrain.py:gau_alpha_tiny", f"--workdir={workdir}",
-            f"--config.data_dir={corpus}", f"--config.total_steps={steps}", *FLAGS]
+            f"--config.data_dir={corpus}", f"--config.total_steps={steps}",
+            *(f"--config.{k}={v}" for k, v in OVERRIDES.items())]
+
+
+def _uninterrupted(workdir, corpus, steps: int) -> None:
+    """The same run in this process (its 8 CPU devices: other reduction layouts)."""
+    c = pretrain.get_config("gau_alpha_tiny")
+    for key, value in OVERRIDES.items():
+        *parents, leaf = key.split(".")
+        node = c
+        for name in parents:
+            node = node[name]
+        node[leaf] = value
+    c.update(data_dir=str(corpus), total_steps=steps)
+    train(c, workdir)
 
 
 def _losses(workdir) -> list[float]:
@@ -48,7 +63,7 @@ def test_resumed_on_two_then_one_then_four_processes_equals_one_run(tmp_path):
     prepare([tmp_path / "c.txt"], corpus, tmp_path / "vocab.txt",
             prep.Settings(max_length=32, dev_fraction=0.05))
     one, moved = tmp_path / "one", tmp_path / "moved"
-    _launch(_command(one, corpus, 6), 1, 4, tmp_path / "one.log")
+    _uninterrupted(one, corpus, 6)
     logs = [_launch(_command(moved, corpus, steps), n, 4 // n, tmp_path / f"{n}.log")
             for n, steps in ((2, 2), (1, 4), (4, 6))]
     assert "data position restored from the checkpoint: {'batch': 2" in logs[1]
