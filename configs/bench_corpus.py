@@ -29,6 +29,8 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.loader_batches = 300           # batches timed for the prepared-corpus loader
     c.old_batches = 30               # batches timed for the in-memory path
     c.train_steps = 5                # steps of each pretraining process (peak RSS)
+    c.parts = ("prepare", "loader", "process")  # what to measure; the others are read back
+    #                                  from results_dir/corpus.json (a partial rerun)
     c.results_dir = ""               # corpus.{md,json} ("" = the workdir)
     c.command = ("python -m experiments.bench_corpus --config configs/bench_corpus.py:full "
                  "--workdir runs/corpus")  # set to the real one by the CLI

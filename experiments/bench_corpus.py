@@ -157,18 +157,25 @@ def run(c: ml_collections.ConfigDict, workdir: Path) -> dict:
     from gau_jax.data.tokenizer import build_char_vocab
 
     workdir.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(c, workdir)
+    parts = cli.names(c.parts)
+    old = json.loads((out / "corpus.json").read_text()) if (out / "corpus.json").exists() else {}
     vocab = workdir / "vocab.txt"
     build_char_vocab(people_daily_texts(), c.vocab_size, save_path=vocab)
     settings = prep.Settings(max_length=c.max_length)
-    rec: dict[str, Any] = {"prepare": [], "process": [], "load": os.getloadavg()}
+    rec: dict[str, Any] = {"prepare": [], "process": [], "load": os.getloadavg(),
+                           "parts_rerun": list(parts)}
     raws, prepared = {}, {}
     for size in c.sizes_mb:
         raws[size] = make_corpus(workdir / f"raw_{size}mb.txt", size)
         counts = c.workers if size == c.sizes_mb[0] else (max(c.workers),)
         for w in counts:
-            out = workdir / f"prepared_{size}mb_w{w}"
+            out_dir = workdir / f"prepared_{size}mb_w{w}"
+            if "prepare" not in parts:
+                prepared[size] = out_dir
+                continue
             t = time.time()
-            m = prepare([raws[size]], out, vocab, settings, workers=w)
+            m = prepare([raws[size]], out_dir, vocab, settings, workers=w)
             seconds = time.time() - t
             mb = raws[size].stat().st_size / MB
             rec["prepare"].append({"size_mb": size, "workers": w, "seconds": seconds,
@@ -176,17 +183,21 @@ def run(c: ml_collections.ConfigDict, workdir: Path) -> dict:
                                    "disk_bytes_per_token": m["disk_bytes_per_token"],
                                    "tokens": sum(m["tokens"].values()),
                                    "load": os.getloadavg()[0]})
-            prepared[size] = out
+            prepared[size] = out_dir
             print(rec["prepare"][-1], flush=True)
-    rec["loader"] = loader_speed(c, prepared[c.sizes_mb[0]], raws[c.sizes_mb[0]], vocab)
-    print(rec["loader"], flush=True)
-    for size in c.sizes_mb:
+    if "loader" in parts:
+        rec["loader"] = loader_speed(c, prepared[c.sizes_mb[0]], raws[c.sizes_mb[0]], vocab)
+        rec["loader"]["load"] = os.getloadavg()[0]
+        print(rec["loader"], flush=True)
+    for size in c.sizes_mb if "process" in parts else ():
         for path, data in (("prepared", prepared[size]), ("in-memory", raws[size])):
             r = process_run(c, path, str(data), vocab, workdir / f"run_{path}_{size}")
             rec["process"].append({"size_mb": size, "path": path, **r,
                                    "load": os.getloadavg()[0]})
             print(rec["process"][-1], flush=True)
-    out = cli.results_dir(c, workdir)
+    for part in ("prepare", "loader", "process"):
+        if part not in parts:
+            rec[part] = old[part]  # KeyError: no earlier run to read it from
     out.mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").write_text(json.dumps(rec, indent=1))
     (out / "corpus.md").write_text(report(c, rec))
@@ -199,7 +210,9 @@ def report(c, rec: dict) -> str:
     lines = results_header("Corpus pipeline: preparation, loader, memory", c.command)
     lines += [f"Windows of {c.max_length} tokens, batches of {c.batch_size}; character "
               f"vocabulary of {c.vocab_size}; load average at the start "
-              f"{rec['load'][0]:.2f} (each row gives its own).", "", "## Preparation", ""]
+              f"{rec['load'][0]:.2f} (each row gives its own). Measured by this command: "
+              f"{', '.join(rec['parts_rerun'])}; the other sections are an earlier run's "
+              "(corpus.json).", "", "## Preparation", ""]
     lines.append(markdown_table(
         ["corpus MB", "workers", "seconds", "MB/s", "MB/s per core", "bytes/token on disk",
          "load"],
@@ -207,9 +220,11 @@ def report(c, rec: dict) -> str:
           f"{p['mb_per_s_core']:.2f}", f"{p['disk_bytes_per_token']:.3f}", f"{p['load']:.2f}"]
          for p in rec["prepare"]]))
     lo = rec["loader"]
-    lines += ["", "## Loader (one process, no model)", "", markdown_table(
+    lines += ["", "## Loader (one process, no model)", "",
+              f"Load average {lo.get('load', float('nan')):.2f}.", "", markdown_table(
         ["path", "tokens/s", "vs in-memory"],
-        [[k, f"{v:,.0f}", f"{v / lo['in-memory']:.1f}x"] for k, v in lo.items()]),
+        [[k, f"{lo[k]:,.0f}", f"{lo[k] / lo['in-memory']:.1f}x"]
+         for k in ("prepared", "in-memory")]),
         "", "## A pretraining process", "", markdown_table(
         ["corpus MB", "path", "peak RSS MiB", "start → first batch s", "model → first batch s",
          "load"],

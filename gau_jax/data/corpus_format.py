@@ -114,22 +114,40 @@ class PreparedCorpus:
         return int(self.manifest["windows"][split])
 
     def files(self, split: str) -> list[str]:
-        """The split's non-empty shards as `path[0:n]` (no file is opened to count records)."""
+        """The split's non-empty shards as `path[0:n]` (grain's ArrayRecordDataSource reads
+        this form without opening a file to count its records)."""
         return [f"{self.path / f}[0:{n}]" for f, n in self.manifest["shards"][split] if n > 0]
 
     def source(self, split: str) -> Any:
-        """grain's ArrayRecordDataSource over the split's non-empty shards (opened lazily, so a
-        PreparedCorpus pickles to worker processes)."""
-        if split not in self._sources:
-            import grain
+        """grain's ArrayRecordDataSource over the split's non-empty shards."""
+        import grain
 
-            files = self.files(split)
-            self._sources[split] = grain.sources.ArrayRecordDataSource(files) if files else []
-        return self._sources[split]
+        files = self.files(split)
+        return grain.sources.ArrayRecordDataSource(files) if files else []
 
     def read(self, split: str, indices: Sequence[int]) -> list[bytes]:
-        """The records at `indices` (global window numbers of the split)."""
-        return list(self.source(split).__getitems__([int(i) for i in indices]))
+        """The records at `indices` (global window numbers of the split): one read call per
+        shard file, readers opened lazily (so a PreparedCorpus pickles to worker processes)."""
+        if split not in self._sources:
+            shards = [(f, n) for f, n in self.manifest["shards"][split] if n > 0]
+            self._sources[split] = ([f for f, _ in shards], np.cumsum([n for _, n in shards]),
+                                    {})
+        names, ends, readers = self._sources[split]
+        indices = np.asarray(indices, np.int64)
+        shard = np.searchsorted(ends, indices, side="right")
+        position = indices - np.concatenate([[0], ends])[shard]
+        out: list[bytes] = [b""] * len(indices)
+        for s in np.unique(shard):
+            if s not in readers:
+                from array_record.python.array_record_module import ArrayRecordReader
+
+                readers[s] = ArrayRecordReader(str(self.path / names[s]),
+                                               "readahead_buffer_size:0",
+                                               file_reader_buffer_size=32768)
+            sel = np.nonzero(shard == s)[0]
+            for i, rec in zip(sel, readers[s].read(position[sel].tolist()), strict=True):
+                out[i] = rec
+        return out
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_sources": {}}

@@ -15,8 +15,8 @@ count, and refused for a corpus whose fingerprint changed.
 Dev batches: the dev windows of every corpus in order, one pass, masked with DEV_SEED, the last
 batch filled with empty rows (attention_mask and mlm_weights 0).
 
-`workers` > 0 computes batches in grain worker processes (`mp_prefetch`); 0 computes them in a
-background thread, `prefetch` batches ahead.
+`workers` > 0 computes batches in grain worker processes (`mp_prefetch`); 0 computes them in
+`prefetch` background threads (NumPy and the shard reads release the GIL), that many ahead.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ class CorpusBatches:
             batch = next(self._grain)
         else:
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(1, "corpus-batches")
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.prefetch, "batches")
             while len(self._ahead) < self.prefetch:
                 t = self.t + len(self._ahead)
                 self._ahead.append(self._pool.submit(self.maker, t))

@@ -46,7 +46,7 @@ from gau_jax.data.masking import SEGMENTERS, segmenter_version, word_starts
 from gau_jax.data.readers import DataError
 
 DEV_FRACTION = 0.01
-SHARD_MB = 64
+SHARD_MB = 16  # input shard size: small enough that workers finish together
 ENCODE_BATCH = 512  # documents tokenised per tokenizers call
 LOG_BAD_LINES = 5
 TEXT_SUFFIXES = (".txt", ".jsonl", ".json")
