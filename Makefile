@@ -38,15 +38,20 @@ $(PARITY_VENV)/.installed:
 
 parity-venv: $(if $(SKIP_PARITY),,$(PARITY_VENV)/.installed)
 
+# Each module runs whole on one worker (its trained-workdir fixtures are built once), the
+# heaviest modules first, so both workers stay busy to the end (tests/conftest.py).
+XDIST_SCHED = --dist loadscope --no-loadscope-reorder
+
 # The whole suite (what CI runs). Tests on the real CLUE snapshot run when $(SHARED_DATA) exists.
 test: venv parity-venv
 	$(PY) -m ruff check .
-	$(TEST_ENV) $(PY) -m pytest -n 2 -rfEs --durations=15 tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 $(XDIST_SCHED) -rfEs --durations=15 tests
 
 # The inner loop: everything but the tests marked slow or parity (no parity venv needed).
 test-fast: venv
 	$(PY) -m ruff check .
-	$(TEST_ENV) $(PY) -m pytest -n 2 -q -rfEs -m "not slow and not parity" --durations=10 tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 $(XDIST_SCHED) -q -rfEs -m "not slow and not parity" \
+	  --durations=10 tests
 
 # The main job on data that ships with pip (no download).
 demo: venv

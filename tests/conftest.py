@@ -41,3 +41,53 @@ def shared_data() -> pathlib.Path:
     if not p.is_dir():
         pytest.skip(f"GAU_JAX_SHARED_DATA={path} is not a folder")
     return p
+
+
+# ------------------------------------------------------------------ scheduling under pytest-xdist
+# `make test` runs `-n 2 --dist loadscope --no-loadscope-reorder`: each test module runs whole on
+# one worker, so a module-scoped fixture that trains a workdir is built once (under plain `load`
+# each worker built it again), and modules are handed out heaviest first (longest-processing-
+# time-first), so the last to start are short ones and both workers stay busy to the end. A
+# module's cost is COST_S (seconds of its tests in a `make test` run on the 2-core machine, load
+# average ~5, 2026-12-07), else 20 s per test marked slow plus 1 s per other test. Applied in
+# xdist workers only: a plain `pytest` run keeps the file order. (`--dist loadgroup` would allow
+# finer groups, but with pytest 9 and xdist 3.8 its xdist_group marks are ignored: the group
+# suffix xdist writes into item._nodeid no longer reaches the node id.)
+COST_S = {
+    "test_encoder.py": 591, "test_task_methods.py": 545, "test_frozen_grads.py": 543,
+    "test_multiprocess.py": 409, "test_lst.py": 407, "test_fault_injection.py": 384,
+    "test_pretrained_load.py": 207, "test_notebooks.py": 151, "test_sharding.py": 126,
+    "test_config_resolution.py": 95, "test_train_step.py": 95, "test_clue.py": 83,
+    "test_disk.py": 54, "test_corpus_multiprocess.py": 130, "test_corpus_training.py": 45,
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    guess: dict[str, float] = {}
+    for item in items:
+        mod = item.path.name
+        guess[mod] = guess.get(mod, 0.0) + (20.0 if item.get_closest_marker("slow") else 1.0)
+    first: dict[str, int] = {}
+    keys = [(-COST_S.get(m, guess[m]), first.setdefault(m, k), k)
+            for k, m in enumerate(item.path.name for item in items)]
+    order = sorted(range(len(items)), key=keys.__getitem__)
+    items[:] = [items[k] for k in order]
+
+
+# GAU_JAX_TEST_LOG=<file>: every test's setup + call + teardown seconds are appended to <file>
+# as they finish (one "seconds worker nodeid" line each; it survives a run cut short).
+_TEST_LOG = os.environ.get("GAU_JAX_TEST_LOG")
+_SPENT: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if not _TEST_LOG or hasattr(report, "node"):  # `node`: a worker's report seen by xdist's
+        return                                       # controller (the worker logged it)
+    _SPENT[report.nodeid] = _SPENT.get(report.nodeid, 0.0) + report.duration
+    if report.when == "teardown":
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(_TEST_LOG, "a", encoding="utf-8") as f:
+            f.write(f"{_SPENT.pop(report.nodeid):.2f} {worker} {report.nodeid}\n")

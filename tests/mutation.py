@@ -77,6 +77,51 @@ KINDS = {
     "hf_swap_query_key": "HF name mapping of two tensors swapped",
     "cache_rows_repeat": "cached LST batches repeat rows within an epoch",
 }
+# The five kinds of bug issue 32 found the suite letting through, each planted by the mutations
+# of that kind (`--only` with these names and `--target` runs each on the test added for it).
+ISSUE32 = {
+    "decode_threshold_inclusive": "1 threshold: a span at score == 0 decoded (> became >=)",
+    "gp_exact_threshold_inclusive": "1 threshold: the step's exact match counts score == 0",
+    "keep_best_on_ties": "1 threshold: an equal dev score replaces the best checkpoint",
+    "entity_set_ignores_type": "2 metric: CLUENER entities keyed without their type",
+    "entity_set_first_mention": "2 metric: only the first mention of an entity text kept",
+    "corrupt_step_not_moved": "3 recovery: a damaged step is copied aside, not moved",
+    "accum_mean_of_means": "4 scale: accumulated gradient divided by grad_accum_steps",
+    "mlm_one_random_id_per_unit": "5 granularity: one random id per unit, not per token",
+    "mlm_one_action_per_row": "5 granularity: one 80/10/10 draw per row, not per unit",
+}
+DM, CC = "tests/test_decode_metrics.py", "tests/test_checkpoint_corruption.py"
+ISSUE32_MUTATIONS = [
+    ("decode_threshold_inclusive", "gau_jax/models/global_pointer.py",
+     "np.argwhere(s > threshold)", "np.argwhere(s >= threshold)",
+     [DM + "::test_decode_spans_just_above_on_and_below_the_threshold",
+      DM + "::test_ner_predictions_from_logits_scored_by_the_public_metric"]),
+    ("gp_exact_threshold_inclusive", "gau_jax/train/step.py", "jnp.all((logits > 0) == gold",
+     "jnp.all((logits >= 0) == gold",
+     [DM + "::test_global_pointer_exact_match_counts_scores_just_above_zero"]),
+    ("keep_best_on_ties", "gau_jax/train/loop.py", "dev[name] > self.best.get(name, -math.inf)",
+     "dev[name] >= self.best.get(name, -math.inf)",
+     [DM + "::test_keep_best_replaces_only_on_a_strictly_higher_task_metric"]),
+    ("entity_set_ignores_type", "gau_jax/data/clue_metrics.py",
+     "return {(etype, int(s), int(e)) for etype", "return {(int(s), int(e)) for etype",
+     [DM + "::test_entity_score_keys_on_type_and_offsets_by_example_id"]),
+    ("entity_set_first_mention", "gau_jax/data/clue_metrics.py",
+     "for spans in mentions.values() for s, e in spans}",
+     "for spans in mentions.values() for s, e in spans[:1]}",
+     [DM + "::test_entity_score_keys_on_type_and_offsets_by_example_id"]),
+    ("corrupt_step_not_moved", "gau_jax/train/checkpoint.py",
+     "shutil.move(str(self.dir / str(step)), dest)",
+     "shutil.copytree(str(self.dir / str(step)), dest)",
+     [CC + "::test_damaged_newest_checkpoint_is_skipped"]),
+    ("accum_mean_of_means", "gau_jax/train/step.py", 'return sums["loss"] / denom, sums',
+     'return sums["loss"] / denom / grad_accum_steps, sums', ["tests/test_grad_accum_sgd.py"]),
+    ("mlm_one_random_id_per_unit", "gau_jax/data/masking.py",
+     "rng.choice(random_ids, size=len(pos))", "rng.choice(random_ids)",
+     [T["masking"] + "::test_random_replacement_draws_one_id_per_token_and_one_action_per_unit"]),
+    ("mlm_one_action_per_row", "gau_jax/data/masking.py", "action = rng.random(n_pick)",
+     "action = np.full(n_pick, rng.random())",
+     [T["masking"] + "::test_random_replacement_draws_one_id_per_token_and_one_action_per_unit"]),
+]
 # (name, file, original, mutated, target tests); the first block are the KINDS.
 MUTATIONS = [
     ("head_pools_last_token", "gau_jax/models/heads.py", "(h[:, 0], deterministic",
@@ -203,6 +248,7 @@ MUTATIONS = [
      "weights = (np.arange(size) < len(rows)).astype(np.float32)",
      "weights = np.ones(size, np.float32)"),
 ]
+MUTATIONS += ISSUE32_MUTATIONS
 
 
 def copy_tree(dest: Path) -> None:

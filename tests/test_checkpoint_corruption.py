@@ -5,7 +5,9 @@ A template run writes DIR/checkpoints/{2,4}. Each test copies it, damages step 4
 _METADATA or in the step's _CHECKPOINT_METADATA, no _CHECKPOINT_METADATA at all), and builds
 a Trainer on it: it must log a warning starting "skipping checkpoint" that names step 4, resume
 from step 2 (params, optimizer state and data position bitwise those of step 2), and training
-on from there must reach step 4's undamaged state again, bitwise.
+on from there must reach step 4's undamaged state again, bitwise. The damaged step must be
+moved to DIR/checkpoints_corrupt, so that step 4 is written again and the next resume restores
+it without meeting the damage a second time.
 """
 
 from __future__ import annotations
@@ -100,13 +102,38 @@ def test_damaged_newest_checkpoint_is_skipped(tmp_path, template, damage, caplog
         for a, b in zip(_leaves(trainer.host_state()), at2, strict=True):
             np.testing.assert_array_equal(a, b)
         assert trainer.inputs.train.get_state() == {"index": 2}  # the data position of step 2
+        # the damaged step was moved aside, out of the way of the rewrite below
+        assert not (workdir / "checkpoints" / "4").exists()
+        assert _set_aside(workdir) == ["4"]
         trainer.run()  # steps 3 and 4 again: the same state as the undamaged step 4
         for a, b in zip(_leaves(trainer.host_state()), at4, strict=True):
             np.testing.assert_array_equal(a, b)
     finally:
         trainer.close()
+    _resumes_cleanly_at_4(workdir, at4, caplog)
 
 
+def _set_aside(workdir):
+    """Step numbers of the folders in DIR/checkpoints_corrupt (named <step>-<time>)."""
+    return sorted(p.name.split("-")[0] for p in (workdir / "checkpoints_corrupt").iterdir())
+
+
+def _resumes_cleanly_at_4(workdir, at4, caplog):
+    """After the recovery: step 4 was written again, so the next resume meets no damage (no
+    warning, nothing more set aside) and restores step 4's undamaged state."""
+    caplog.clear()
+    config = _config()
+    with caplog.at_level(logging.WARNING, logger="gau_jax.train.checkpoint"):
+        trainer = Trainer(config, workdir, inputs=synthetic_inputs(config))
+    try:
+        assert not [r.getMessage() for r in caplog.records
+                    if r.getMessage().startswith("skipping checkpoint")]
+        assert trainer.step() == 4
+        for a, b in zip(_leaves(trainer.host_state()), at4, strict=True):
+            np.testing.assert_array_equal(a, b)
+    finally:
+        trainer.close()
+    assert _set_aside(workdir) == ["4"]
 
 
 def test_kill_after_best_dev_save_before_checkpoint(tmp_path):

@@ -103,3 +103,43 @@ def test_token_unit_masks_single_tokens_at_rate(sample):
 def test_unknown_mask_unit_is_an_error():
     with pytest.raises(ValueError, match="mask_unit='char'"):
         WholeWordMasker(small_tokenizer(), max_len=16, unit="char")
+
+
+def test_random_replacement_draws_one_id_per_token_and_one_action_per_unit():
+    """Per-token statistics on rows of 4-token units (mask_units on synthetic unit ids, 2,000
+    random ids): among the tokens of one randomly replaced unit, two equal ids are as rare as
+    1/2,000 (one draw per token, not one per unit or per row); across rows the replacement ids
+    are uniform; within a row the picked units mix [MASK] and non-[MASK] (one 80/10/10 draw per
+    unit, not one per row): P(all k picked units of a row agree) = 0.8^k + 2·0.1^k."""
+    rng = np.random.default_rng(5)
+    n_units, width, mask_id = 40, 4, 1
+    random_ids = np.arange(1000, 3000)
+    units = np.repeat(np.arange(n_units), width)
+    same_pairs = pairs = mixed_rows = rows_checked = 0
+    drawn = []
+    for _ in range(400):
+        ids = rng.integers(5, 900, units.size).astype(np.int32)  # never among random_ids
+        masked, _, weights = mask_units(ids, units, rng, mask_id=mask_id, random_ids=random_ids,
+                                        mask_rate=0.25)
+        picked = sorted({int(u) for u in units[weights > 0]})
+        actions = []
+        for u in picked:
+            got = masked[units == u]
+            if (got == mask_id).all():
+                actions.append("mask")
+            elif (got == ids[units == u]).all():
+                actions.append("keep")
+            else:
+                assert np.isin(got, random_ids).all(), got  # a whole unit is replaced
+                actions.append("random")
+                drawn.extend(got.tolist())
+                pairs += width * (width - 1) // 2
+                same_pairs += sum(int(got[a] == got[b]) for a in range(width)
+                                  for b in range(a + 1, width))
+        if len(actions) >= 8:
+            rows_checked += 1
+            mixed_rows += len(set(actions)) > 1
+    assert pairs > 1000, pairs
+    assert same_pairs / pairs < 0.01, (same_pairs, pairs)  # expected 1/2000; per unit: 1.0
+    assert rows_checked > 350 and mixed_rows / rows_checked > 0.75, (mixed_rows, rows_checked)
+    assert len(set(drawn)) > 0.5 * min(len(drawn), random_ids.size), len(set(drawn))
