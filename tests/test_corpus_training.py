@@ -72,12 +72,12 @@ def test_stopped_and_resumed_run_is_bitwise_the_uninterrupted_one(data, tmp_path
 
 @pytest.mark.slow
 def test_a_mixture_logs_rows_per_corpus(data, tmp_path):
-    c = _config(data, total_steps=3, batch_size=10, checkpoint_every_steps=3)
-    c.data_dir = f"{data / 'a'}:0.7,{data / 'b'}:0.3"
+    c = _config(data, total_steps=3, batch_size=16, checkpoint_every_steps=3)
+    c.data_dir = f"{data / 'a'}:0.75,{data / 'b'}:0.25"
     train(c, tmp_path / "mix")
     rows = [r for r in map(json.loads, open(tmp_path / "mix" / "metrics.jsonl"))
             if r["split"] == "train"]
-    assert [(r["rows/a"], r["rows/b"]) for r in rows] == [(7, 3), (14, 6), (21, 9)]
+    assert [(r["rows/a"], r["rows/b"]) for r in rows] == [(12, 4), (24, 8), (36, 12)]
 
 
 def test_raw_text_refused_on_several_processes_naming_the_command(data):
