@@ -13,7 +13,7 @@ it has one:
     process       one pretraining process per corpus and path (a 1-layer model, train_steps
                   steps): peak RSS (getrusage), seconds from its start to the first batch and
                   from the model being built to the first batch
-Targets (issue text): loader ≥ 2M tokens/s; peak RSS at 1 GB within 10% of 0.1 GB; first batch
+Targets: loader ≥ 2M tokens/s; peak RSS at 1 GB within 10% of 0.1 GB; first batch
 within 10 s of the model; preparation ≥ 2 MB/s per core, near-linear to 2 workers; ≤ 2.5 bytes
 per token on disk. Results: results_dir/corpus.{md,json}.
 """
@@ -204,10 +204,22 @@ def run(c: ml_collections.ConfigDict, workdir: Path) -> dict:
     return rec
 
 
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), or "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def report(c, rec: dict) -> str:
     from gau_jax.train.runlog import markdown_table, results_header
 
     lines = results_header("Corpus pipeline: preparation, loader, memory", c.command)
+    lines[-2] = lines[-2].rstrip(".") + f"; CPU {cpu_model()}."
     lines += [f"Windows of {c.max_length} tokens, batches of {c.batch_size}; character "
               f"vocabulary of {c.vocab_size}; load average at the start "
               f"{rec['load'][0]:.2f} (each row gives its own). Measured by this command: "
