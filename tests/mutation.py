@@ -78,7 +78,8 @@ KINDS = {
     "cache_rows_repeat": "cached LST batches repeat rows within an epoch",
 }
 # The five kinds of bug a planted-bug audit found the suite letting through, each planted by the
-# mutations of that kind (`--only` with these names and `--target` runs each on the test added for it).
+# mutations of that kind (`--only` with these names and `--target` runs each on the test added for
+# it).
 ISSUE32 = {
     "decode_threshold_inclusive": "1 threshold: a span at score == 0 decoded (> became >=)",
     "gp_exact_threshold_inclusive": "1 threshold: the step's exact match counts score == 0",
