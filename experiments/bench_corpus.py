@@ -200,7 +200,8 @@ def run(c: ml_collections.ConfigDict, workdir: Path) -> dict:
             rec[part] = old[part]  # KeyError: no earlier run to read it from
     out.mkdir(parents=True, exist_ok=True)
     (out / "corpus.json").write_text(json.dumps(rec, indent=1))
-    (out / "corpus.md").write_text(report(c, rec))
+    notes = "\n".join(cli.reading_notes(out, "corpus"))
+    (out / "corpus.md").write_text(report(c, rec) + ("\n" + notes if notes else ""))
     return rec
 
 
