@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gau_jax.data.corpus_format import PreparedCorpus
+from gau_jax.data.corpus_format import PreparedCorpus, decode_windows
 from gau_jax.data.corpus_order import Mixture, stream_windows
 from gau_jax.data.masking import mask_windows
 from gau_jax.data.readers import DataError
@@ -78,8 +78,6 @@ class BatchMaker:
         return records  # type: ignore[return-value]
 
     def _masked(self, records: list[bytes], keys: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        from gau_jax.data.corpus_format import decode_windows
-
         ids, starts, lengths = decode_windows(records, self.length, self.corpora[0].dtype)
         masked, targets, weights = mask_windows(
             ids, starts, keys, seed, mask_id=self.mask_id, special_ids=self.special_ids,

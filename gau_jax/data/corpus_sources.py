@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 from gau_jax.data import corpus, corpus_prepare
-from gau_jax.data.corpus_format import PreparedCorpus, is_prepared
+from gau_jax.data.corpus_format import PreparedCorpus, file_sha256, is_prepared
+from gau_jax.data.prepare_corpus import build_vocab, prepare
 from gau_jax.data.readers import DataError
 
 
@@ -69,8 +70,6 @@ def people_daily_file() -> Path:
 
 def _cached_vocab(inputs: list[Path], vocab_size: int) -> Path:
     """A character vocabulary of vocab_size built from `inputs` (cached by their identity)."""
-    from gau_jax.data.prepare_corpus import build_vocab
-
     files = corpus_prepare.input_files(inputs)
     key = hashlib.sha256(repr([(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns)
                                for f in files] + [vocab_size]).encode()).hexdigest()[:20]
@@ -100,8 +99,6 @@ def open_corpus(path: str, *, vocab_path: str | None, vocab_size: int, max_lengt
     fp = corpus_prepare.fingerprint(corpus_prepare.input_files(inputs), vocab, settings)
     target = cache_dir() / "corpora" / fp
     if not is_prepared(target):
-        from gau_jax.data.prepare_corpus import prepare
-
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{fp}-", dir=target.parent))
         try:
@@ -119,8 +116,6 @@ def open_corpus(path: str, *, vocab_path: str | None, vocab_size: int, max_lengt
 
 def check_vocab(corpus_: PreparedCorpus, vocab_path: str) -> None:
     """A run's vocab_path must be the vocabulary the corpus was prepared with."""
-    from gau_jax.data.corpus_format import file_sha256
-
     mine, theirs = file_sha256(vocab_path), corpus_.manifest["vocab"]["sha256"]
     if mine != theirs:
         raise DataError(vocab_path, f"config.vocab_path (sha256 {mine[:12]}) is not the "

