@@ -3,9 +3,10 @@
     python -m experiments.bench_arch --config configs/bench_arch.py:full --workdir runs/bench_arch
 
 The step is the project's MLM train step (gau_jax.train.step.make_train_step with mlm_sums_fn,
-AdamW, state donated), compiled per (model, n) from shapes only (gau_jax/train/costs.py). Each
-row predicts k = round(mlm_rate·n) tokens and the tied head scores only those k (BERT's
-max_predictions_per_seq; mlm_rate = 1: the head over every position).
+AdamW, state donated), compiled per (model, n) from shapes only
+(gau_jax/train/compiled_costs.py). Each row predicts k = round(mlm_rate·n) tokens and the tied
+head scores only those k (BERT's max_predictions_per_seq; mlm_rate = 1: the head over every
+position).
 
     FLOPs        compiled.cost_analysis()["flops"]                  (whole step, per call)
     memory       compiled.memory_analysis(): temp (activations + workspace) and arguments
@@ -32,7 +33,7 @@ from experiments import cli
 from gau_jax.data import synthetic
 from gau_jax.models import build_encoder, presets
 from gau_jax.models.costs import param_count, train_matmul_flops
-from gau_jax.train import costs, optim
+from gau_jax.train import compiled_costs, optim
 from gau_jax.train import state as train_state
 from gau_jax.train import step as train_step
 
@@ -65,7 +66,7 @@ def compile_step(c: ml_collections.ConfigDict, m: ml_collections.ConfigDict, n: 
 
     abstract = jax.eval_shape(init, jax.random.PRNGKey(0))
     step = train_step.make_train_step(train_step.mlm_sums_fn(model, k), tx)
-    return costs.compile_step(step, abstract, batch, donate_argnums=0), init, batch
+    return compiled_costs.compile_step(step, abstract, batch, donate_argnums=0), init, batch
 
 
 def bench(c: ml_collections.ConfigDict) -> list[dict]:
@@ -80,7 +81,8 @@ def bench(c: ml_collections.ConfigDict) -> list[dict]:
         for name in (k for k in c.models if n in c.models[k].lengths):
             m, t0 = model_config(c, name), time.time()
             compiled, init, batch = compile_step(c, m, n)
-            cost = {k: v for k, v in costs.step_costs(compiled).items() if k != "total_bytes"}
+            cost = {k: v for k, v in compiled_costs.step_costs(compiled).items()
+                    if k != "total_bytes"}
             rec = dict(model=name, n=n, block=m.block, chunk_size=m.chunk_size,
                        params=param_count(m),
                        closed_form_flops=train_matmul_flops(m, c.batch_size, n,
@@ -94,9 +96,9 @@ def bench(c: ml_collections.ConfigDict) -> list[dict]:
                 print(json.dumps(rec), flush=True)
         for rec, compiled, init, batch in timed:
             state = jax.jit(init)(jax.random.PRNGKey(0))
-            step_s = costs.time_step(compiled, state, batch, reps=c.max_reps,
+            step_s = compiled_costs.time_step(compiled, state, batch, reps=c.max_reps,
                                      min_time_s=c.min_time_s)
-            ref = costs.matmul_rate(c.matmul_size, c.dtype, min(max(step_s, 1.0), 5.0))
+            ref = compiled_costs.matmul_rate(c.matmul_size, c.dtype, min(max(step_s, 1.0), 5.0))
             rec.update(matmul_flops_per_s=ref, step_s=step_s,
                        tokens_per_s=c.batch_size * n / step_s, flops_per_s=rec["flops"] / step_s)
             rec["efficiency"] = rec["flops_per_s"] / ref

@@ -6,7 +6,7 @@ For each model and fsdp size f the project's MLM train step (make_train_step wit
 the config's optimizer, state donated) is compiled from shapes only (jax.eval_shape, nothing is
 run) exactly as the trainer compiles it: `partition.JitMesh` on a (devices / f, f, 1) mesh,
 parameter and optimizer shardings from partition.RULES, the block-boundary activation rules.
-Per device, from XLA's memory_analysis of the partitioned program (gau_jax/train/costs.py):
+Per device, from XLA's memory_analysis of the partitioned program (gau_jax/train/compiled_costs.py):
 
     argument   the arrays the step receives: train state (params, optimizer state) + batch
     temp       activations and workspace of one step
@@ -68,7 +68,7 @@ def measure(c: ml_collections.ConfigDict, name: str, fsdp: int) -> dict:
 
     from gau_jax.data import synthetic
     from gau_jax.models import build_encoder
-    from gau_jax.train import costs, optim, partition
+    from gau_jax.train import compiled_costs, optim, partition
     from gau_jax.train import state as train_state
     from gau_jax.train import step as train_step
 
@@ -92,7 +92,7 @@ def measure(c: ml_collections.ConfigDict, name: str, fsdp: int) -> dict:
     t0 = time.time()
     with par.context():
         compiled = compiled_step.lower(state, batch).compile()
-    out = costs.step_costs(compiled)
+    out = compiled_costs.step_costs(compiled)
     leaves = jax.tree_util.tree_leaves(state)
     return {"model": name, "fsdp": fsdp, "data": c.devices // fsdp,
             "params": sum(int(math.prod(x.shape)) for x in jax.tree_util.tree_leaves(

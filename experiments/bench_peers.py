@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gau_jax.models import build_encoder, presets
-from gau_jax.train import costs, optim, runlog
+from gau_jax.train import compiled_costs, optim, runlog
 from gau_jax.train import state as train_state
 from gau_jax.train import step as train_step
 
@@ -127,7 +127,7 @@ def jax_step(m, batch: int, n: int):
         return train_state.create_state(params, tx, 0)
 
     step = train_step.make_train_step(train_step.mlm_sums_fn(model, 0), tx)
-    compiled = costs.compile_step(step, jax.eval_shape(init, jax.random.PRNGKey(0)), data,
+    compiled = compiled_costs.compile_step(step, jax.eval_shape(init, jax.random.PRNGKey(0)), data,
                                   donate_argnums=0)
     return compiled, jax.jit(init)(jax.random.PRNGKey(0)), data
 
@@ -142,7 +142,7 @@ def bench_pair(port: Port, size: str, block: str, variants: list[str], rounds: i
     for v in variants:
         t0 = time.time()
         compiled, state, data = jax_step(model_config(preset, overrides, VARIANTS[v]), batch, n)
-        state, _ = costs.timed_call(compiled, state, data)  # warm-up
+        state, _ = compiled_costs.timed_call(compiled, state, data)  # warm-up
         steps[v] = [compiled, state, data, time.time() - t0]
     port.ask(op="steps", count=1)  # warm-up
     load0 = os.getloadavg()[0]
@@ -151,7 +151,7 @@ def bench_pair(port: Port, size: str, block: str, variants: list[str], rounds: i
         port_t += port.ask(op="steps", count=1)["times"]
         for v in variants:
             compiled, state, data, _ = steps[v]
-            steps[v][1], t = costs.timed_call(compiled, state, data)
+            steps[v][1], t = compiled_costs.timed_call(compiled, state, data)
             jax_t[v].append(t)
     rec = dict(size=size, block=block, batch=batch, n=n, port=kind, port_params=info["params"],
                torch=info["torch"], torch_threads=info["threads"], rounds=rounds,

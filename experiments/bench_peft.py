@@ -4,7 +4,7 @@ cached trunk features).
     python -m experiments.bench_peft --config configs/bench_peft.py:full --workdir runs/bench_peft
 
 Per (trunk, sequence length, method), from the compiled train step (AdamW, 2 classes, no real
-params: jax.eval_shape + jit(...).lower(...).compile(), gau_jax/train/costs.py): trainable
+params: jax.eval_shape + jit(...).lower(...).compile(), gau_jax/train/compiled_costs.py): trainable
 parameters, optimizer-state bytes, XLA memory_analysis (argument, output, temp, alias; total =
 argument + output − alias + temp), FLOPs per step from cost_analysis, and the ratios to full
 fine-tuning. Step time is measured on real params at a reduced size (time_batch × time_seq on the
@@ -43,7 +43,7 @@ from experiments import cli
 from gau_jax.data import synthetic
 from gau_jax.models import build_encoder, get_model_config
 from gau_jax.models.encoder import encoder_config
-from gau_jax.train import costs
+from gau_jax.train import compiled_costs
 from gau_jax.train.optim import count_trainable, make_optimizer
 from gau_jax.train.runlog import results_header
 from gau_jax.train.state import create_state
@@ -127,16 +127,17 @@ def _nbytes(tree) -> int:
 def compile_step(method: str, model_cfg, batch: int, seq: int,
                  cpu_scheduler: str = "default", **lst_overrides):
     """(param shapes, trainable fn, state shapes, the compiled train step with state donated;
-    scheduled by `cpu_scheduler` on the CPU, costs.CPU_SCHEDULERS)."""
+    scheduled by `cpu_scheduler` on the CPU, compiled_costs.CPU_SCHEDULERS)."""
     mm = method_model(method, model_cfg, **lst_overrides)
     init_ids = jnp.ones((1, 8), jnp.int32)
     params = jax.eval_shape(lambda: mm.store(mm.model.init(jax.random.PRNGKey(0),
                                                            init_ids)["params"]))
     tx = tx_for(mm.trainable)
     state = jax.eval_shape(lambda p: create_state(p, tx, 0), params)
-    b = costs.abstract(example_batch(mm, model_cfg, batch, seq))
-    compiled = costs.compile_step(make_train_step(mm.sums_fn, tx, trainable=mm.trainable), state,
-                                  b, donate_argnums=0, cpu_scheduler=cpu_scheduler)
+    b = compiled_costs.abstract(example_batch(mm, model_cfg, batch, seq))
+    compiled = compiled_costs.compile_step(
+        make_train_step(mm.sums_fn, tx, trainable=mm.trainable), state, b, donate_argnums=0,
+        cpu_scheduler=cpu_scheduler)
     return params, mm.trainable, state, compiled
 
 
@@ -147,11 +148,11 @@ def compiled_stats(method: str, model_cfg, batch: int, seq: int,
     The LST side runs under lax.scan, whose body XLA's cost_analysis counts once: its FLOPs come
     from a second compile with the side unrolled (config.lst.scan_layers=False, same math)."""
     params, trainable, state, compiled = compile_step(method, model_cfg, batch, seq, cpu_scheduler)
-    cost = costs.step_costs(compiled)
+    cost = compiled_costs.step_costs(compiled)
     if method.startswith("lst"):
         flops_of = compile_step(method, model_cfg, batch, seq, cpu_scheduler,
                                 scan_layers=False)[3]
-        cost["flops"] = costs.step_costs(flops_of)["flops"]
+        cost["flops"] = compiled_costs.step_costs(flops_of)["flops"]
     return {"trainable_params": count_trainable(params, trainable),
             "total_params": count_trainable(params),
             "optimizer_state_bytes": _nbytes(state.opt_state),
@@ -182,11 +183,11 @@ def step_times(model_cfg, batch: int, seq: int, steps: int, which) -> dict[str, 
         tx = tx_for(mm.trainable)
         step = jax.jit(make_train_step(mm.sums_fn, tx, trainable=mm.trainable),
                        donate_argnums=0)
-        state, _ = costs.timed_call(step, create_state(params, tx, 0), b)  # compile
+        state, _ = compiled_costs.timed_call(step, create_state(params, tx, 0), b)  # compile
         runs[m] = [step, state, b, []]
     for _ in range(steps):
         for r in runs.values():
-            r[1], t = costs.timed_call(r[0], r[1], r[2])
+            r[1], t = compiled_costs.timed_call(r[0], r[1], r[2])
             r[3].append(t)
     return {m: float(np.median(r[3])) for m, r in runs.items()}
 
@@ -213,7 +214,7 @@ def bench(c: ml_collections.ConfigDict) -> dict:
     bad = sorted(set(which) - set(METHODS))
     if bad:
         raise ValueError(f"config.methods: unknown {bad}; choose from {METHODS}")
-    costs.cpu_scheduler_options(c.cpu_scheduler, "config.cpu_scheduler")  # checked up front
+    compiled_costs.cpu_scheduler_options(c.cpu_scheduler, "config.cpu_scheduler")  # up front
     if "full" not in which:
         which = ["full", *which]
     results, timing = {}, {}

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from gau_jax.data import submission
 
@@ -103,12 +103,14 @@ def run_flags(split_help: str) -> dict[str, Any]:
 
 
 def run_main(body: Callable[[], None]) -> None:
-    """absl's app.run of `body`: no positional arguments; an OSError or ValueError (bad input) is
-    printed as one line, `Type: message`, and the command exits 2."""
+    """absl's app.run of `body`: no positional arguments; logging at WARNING (Orbax's and JAX's
+    INFO lines are internals, not results; warnings still show); an OSError or ValueError (bad
+    input) is printed as one line, `Type: message`, and the command exits 2."""
 
     def _main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.WARNING)
         try:
             body()
         except (OSError, ValueError) as e:

@@ -47,7 +47,7 @@ import jax
 import numpy as np
 
 from experiments import bench_peers
-from gau_jax.train import costs, runlog
+from gau_jax.train import compiled_costs, runlog
 
 MOVES = {"copy", "transpose", "slice", "dynamic-slice", "dynamic-update-slice", "concatenate",
          "pad", "broadcast", "reshape", "bitcast", "gather", "scatter", "copy-start",
@@ -177,12 +177,12 @@ def _root_frames(hlo: Hlo, text: str) -> None:
 
 def trace_step(compiled, state, data, steps: int) -> tuple[dict, float]:
     """({op name: total seconds over the traced calls}, wall seconds per call)."""
-    state, _ = costs.timed_call(compiled, state, data)
+    state, _ = compiled_costs.timed_call(compiled, state, data)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         with jax.profiler.trace(d):
             for _ in range(steps):
-                state, _ = costs.timed_call(compiled, state, data)
+                state, _ = compiled_costs.timed_call(compiled, state, data)
         wall = (time.perf_counter() - t0) / steps
         path = sorted(glob.glob(f"{d}/**/*.xplane.pb", recursive=True))[-1]
         pd = jax.profiler.ProfileData.from_file(path)

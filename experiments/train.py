@@ -30,7 +30,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.cli import distributed_flags
-from gau_jax.train.loop import NonFiniteError, Stopped, train
+from gau_jax.train.loop import train
+from gau_jax.train.stopping import NonFiniteError, Stopped
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/<file>.py:<arg>",
                                           lock_config=True)
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> None:
     _START()
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
-    except (Stopped, NonFiniteError) as e:  # documented exit codes (gau_jax/train/loop.py)
+    except (Stopped, NonFiniteError) as e:  # documented exit codes (gau_jax/train/stopping.py)
         print(f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
     if jax.process_index() == 0:

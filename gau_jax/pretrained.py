@@ -13,10 +13,17 @@
 `load` returns a Pretrained: the encoder's model config (scan_layers=True), its params as float32
 numpy in the scanned layout ("layers" with leading axis L), vocab.txt (or None), the format and
 what exactly was read. Of a workdir it reads DIR/best's step when there is one (the best dev
-evaluation of a fine-tuning run), else the latest checkpoint, and takes the encoder out of the
-run's params (gau_jax/convert/workdir.py): the trained encoder of a full / adapter / bitfit run,
-LST's frozen trunk, LoRA's merged kernels W + (α/r)·A·B. An LST run trained from cached trunk
-features stores no trunk: its frozen trunk is its config.init_from's, loaded from there.
+evaluation of a fine-tuning run), else the latest checkpoint (gau_jax/workdir.py), and takes
+the encoder out of the run's params (`encoder_params`): the trained encoder of a full / adapter /
+bitfit run, LST's frozen trunk, LoRA's merged kernels W + (α/r)·A·B. An LST run trained from
+cached trunk features stores no trunk: its frozen trunk is its config.init_from's, loaded from
+there.
+
+Where the encoder sits in a params tree (found by structure):
+    "embeddings" at the top               pretraining: the tree is the encoder
+    "encoder"                             full / adapter / bitfit; LST (the frozen trunk)
+    "base"/"encoder" + "<path>/A", "/B"   LoRA: the trained kernels are W + (α/r)·A·B
+                                          (peft.merge_lora), α = train_config.json lora.alpha
 `model.apply({"params": params}, input_ids, attention_mask)` of load_pretrained returns an
 EncoderOutput (last_hidden_state [b, n, d], tied-head logits [b, n, vocab]). Every tensor's name
 and shape is checked against the model the config builds (ConvertError names the culprit).
@@ -35,7 +42,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from gau_jax.convert import bert4keras, hf, workdir
+from gau_jax import workdir
+from gau_jax.convert import bert4keras, hf
 from gau_jax.convert.common import (
     ConvertError,
     check_params,
@@ -45,6 +53,7 @@ from gau_jax.convert.common import (
 )
 from gau_jax.data.tokenizer import ChineseTokenizer
 from gau_jax.models import Encoder, build_encoder, presets, stack_layers, unstack_layers
+from gau_jax.models.peft import merge_lora
 from gau_jax.models.tree import path_names
 
 PyTree = Any
@@ -138,8 +147,7 @@ def load(path: str | os.PathLike) -> Pretrained:
                                     f"{p / 'checkpoint'} or {p} itself")
         cfg, tree = _model_config(p / "config.json"), workdir.restore_numpy(item)
         source = f"converted folder {item}"
-        params = workdir.encoder_params(tree.get("params", tree), source, {},
-                                        p / "train_config.json")
+        params = encoder_params(tree.get("params", tree), source, {}, p / workdir.TRAIN_CONFIG)
         vocab = _vocab_of(p, required=False)
     return _checked(cfg, params, vocab, fmt, source)
 
@@ -156,8 +164,34 @@ def _load_workdir(p: Path) -> Pretrained:
         pre = load(init)
         return dataclasses.replace(pre, vocab=vocab or pre.vocab, format="workdir",
                                    source=f"{source}: frozen trunk of {pre.source}")
-    params = workdir.encoder_params(tree, source, train_cfg, p / "train_config.json")
+    params = encoder_params(tree, source, train_cfg, p / workdir.TRAIN_CONFIG)
     return _checked(_model_config(p / "config.json"), params, vocab, "workdir", source)
+
+
+def encoder_params(tree: PyTree, source: str, train_cfg: dict, train_cfg_file: Path) -> PyTree:
+    """The encoder params inside any params tree the project writes (module docstring)."""
+    if "embeddings" in tree:
+        return tree
+    if "base" in tree and "encoder" in tree["base"]:
+        if not any(k.endswith("/A") for k in tree):
+            return tree["base"]["encoder"]
+        alpha = (train_cfg.get("lora") or {}).get("alpha")
+        if alpha is None:
+            raise ConvertError(f"{source}: LoRA params, but {train_cfg_file} has no lora.alpha "
+                               "to merge W + (alpha/rank)·A·B with"
+                               + ("" if train_cfg_file.exists() else " (the file is missing)"))
+        return merge_lora(tree, float(alpha))["encoder"]
+    if "encoder" in tree and "embeddings" in tree["encoder"]:
+        return tree["encoder"]
+    raise ConvertError(f"{source}: no encoder in the params (top-level keys {sorted(tree)[:8]}); "
+                       "expected 'embeddings' (pretraining), 'encoder' (fine-tuning) or "
+                       "'base'/'encoder' (LoRA)")
+
+
+def trunk_params(pre: Pretrained, model_config: ml_collections.ConfigDict) -> PyTree:
+    """pre.params in the layer layout of `model_config`: as stored (scanned, leading axis L)
+    when model_config.scan_layers, else unrolled (one subtree per layer)."""
+    return pre.params if model_config.scan_layers else unstack_layers(pre.params)
 
 
 def _checked(cfg: ml_collections.ConfigDict, params: PyTree, vocab: Path | None, fmt: str,
@@ -203,7 +237,7 @@ def load_pretrained(path: str | os.PathLike, **overrides: Any
         if key not in cfg:
             raise ConvertError(f"load_pretrained: unknown model config field {key!r}")
         cfg[key] = value
-    params = pre.params if cfg.scan_layers else unstack_layers(pre.params)
+    params = trunk_params(pre, cfg)
     check_params(params, cfg, str(path))
     return build_encoder(cfg), params, ChineseTokenizer.from_vocab_file(pre.vocab)
 

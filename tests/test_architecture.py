@@ -7,7 +7,10 @@ it names (`from a import b` is the module a.b if there is one, else a). Rules:
   1. no import cycle among gau_jax modules;
   2. configs/, gau_jax/layers/ and gau_jax/models/ import nothing from gau_jax.train;
   3. gau_jax/ imports nothing from experiments;
-  4. gau_jax/layers/ imports nothing from gau_jax.models.
+  4. gau_jax/layers/ imports nothing from gau_jax.models;
+  5. the shared low modules stay low: gau_jax.atomic imports no gau_jax module (data/ and
+     everything above may use it); gau_jax.workdir (the workdir layout, read by pretrained.py,
+     convert/ and train/) imports nothing from gau_jax.train, gau_jax.pretrained or experiments.
 
 A failure lists every offending import as `file:line: source -> target`.
 """
@@ -182,6 +185,14 @@ def test_gau_jax_does_not_import_experiments():
 def test_layers_do_not_import_models():
     bad = _forbidden(import_graph(), ("gau_jax.layers",), "gau_jax.models")
     assert not bad, _report("gau_jax/layers/ imports gau_jax.models:", bad)
+
+
+def test_low_modules_stay_low():
+    edges = import_graph()
+    bad = _forbidden(edges, ("gau_jax.atomic",), "gau_jax")
+    bad += [e for target in ("gau_jax.train", "gau_jax.pretrained", "experiments")
+            for e in _forbidden(edges, ("gau_jax.workdir",), target)]
+    assert not bad, _report("gau_jax.atomic / gau_jax.workdir import from above them:", bad)
 
 
 def test_checker_sees_lazy_and_relative_imports(tmp_path):

@@ -66,6 +66,41 @@ def test_command_rejects_a_bad_file_naming_the_id(clue, tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result
 
 
+RUN_MAIN_BODY = """
+import logging as pylog, sys
+import orbax.checkpoint as ocp
+from absl import logging
+from experiments.predict import run_main
+
+FOLDER = sys.argv[1]
+
+def body():
+    mgr = ocp.CheckpointManager(FOLDER, options=ocp.CheckpointManagerOptions(create=True))
+    mgr.close()                     # Orbax logs "Closing _NonBlockingMetadataStore(...)" at INFO
+    logging.info("absl info line")
+    logging.warning("absl warning line")
+    pylog.getLogger("orbax.checkpoint").info("python info line")
+    pylog.getLogger("gau_jax.workdir").warning("python warning line")
+    print("the result")
+
+sys.argv = sys.argv[:1]
+run_main(body)
+"""
+
+
+def test_commands_show_results_and_warnings_not_orbax_info(tmp_path):
+    """experiments.predict / evaluate (run_main): INFO lines of Orbax, JAX or absl are not shown
+    among the results; warnings of either logging system are."""
+    proc = subprocess.run([sys.executable, "-c", RUN_MAIN_BODY, str(tmp_path / "ckpt")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "the result\n"
+    assert "absl warning line" in proc.stderr and "python warning line" in proc.stderr
+    for hidden in ("_NonBlockingMetadataStore", "CheckpointManager", "info line"):
+        assert hidden not in proc.stderr, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("I")], proc.stderr
+
+
 # ------------------------------------------------------------------ end to end, eleven tasks
 TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
          "chid", "cluener")

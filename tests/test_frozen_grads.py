@@ -14,7 +14,7 @@ from gau_jax.data import synthetic
 from gau_jax.models import Classifier, build_encoder, get_model_config
 from gau_jax.models.peft import lora_matmul, merge_lora
 from gau_jax.models.tree import path_names
-from gau_jax.train import costs, methods
+from gau_jax.train import compiled_costs, methods
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
 from gau_jax.train.step import classification_sums_fn, make_train_step, split_trainable
@@ -119,7 +119,8 @@ def _step_flops(spec, b):
     tx = make_optimizer("adamw", optax.constant_schedule(1e-3), trainable=spec.trainable)
     state = jax.eval_shape(lambda p: create_state(p["params"], tx, 0), params)
     step = make_train_step(classification_sums_fn(spec.model), tx, trainable=spec.trainable)
-    return costs.step_costs(costs.compile_step(step, state, costs.abstract(b))), params["params"]
+    compiled = compiled_costs.compile_step(step, state, compiled_costs.abstract(b))
+    return compiled_costs.step_costs(compiled), params["params"]
 
 
 @pytest.mark.parametrize("block", ["gau", pytest.param("roformer_v2", marks=SLOW)])

@@ -8,7 +8,7 @@ import pytest
 from configs import bench_peft as peft_config
 from experiments import bench_peft
 from gau_jax.models import get_model_config
-from gau_jax.train import costs
+from gau_jax.train import compiled_costs
 
 
 @pytest.mark.slow
@@ -58,8 +58,8 @@ def test_cpu_scheduler_reaches_xla():
     if jax.default_backend() != "cpu":
         pytest.skip("cpu_scheduler only applies to the CPU backend")
     cfg = get_model_config("gau_alpha_tiny")
-    mem = {s: costs.step_costs(bench_peft.compile_step("full", cfg, 8, 64, s)[3])
-           for s in costs.CPU_SCHEDULERS}
+    mem = {s: compiled_costs.step_costs(bench_peft.compile_step("full", cfg, 8, 64, s)[3])
+           for s in compiled_costs.CPU_SCHEDULERS}
     assert mem["memory"]["argument_bytes"] == mem["default"]["argument_bytes"]
     assert mem["memory"]["temp_bytes"] != mem["default"]["temp_bytes"]
     with pytest.raises(ValueError, match="cpu_scheduler='fast'"):

@@ -1,5 +1,5 @@
 """Library pieces the experiments share: step costs, parameter counts, synthetic batches, run
-logs and results-file helpers (gau_jax/train/costs.py, gau_jax/models/costs.py,
+logs and results-file helpers (gau_jax/train/compiled_costs.py, gau_jax/models/costs.py,
 gau_jax/data/synthetic.py, gau_jax/train/runlog.py)."""
 
 import json
@@ -12,13 +12,14 @@ import pytest
 from gau_jax.data import synthetic
 from gau_jax.models import get_model_config
 from gau_jax.models.costs import param_count, train_matmul_flops
-from gau_jax.train import costs, runlog
+from gau_jax.train import compiled_costs, runlog
 
 
 def test_step_costs_of_a_matmul():
     m, k, n = 64, 32, 16
     x, y = jnp.ones((m, k)), jnp.ones((k, n))
-    c = costs.step_costs(costs.compile_step(jnp.dot, costs.abstract(x), costs.abstract(y)))
+    abstract = compiled_costs.abstract
+    c = compiled_costs.step_costs(compiled_costs.compile_step(jnp.dot, abstract(x), abstract(y)))
     assert c["flops"] == pytest.approx(2 * m * k * n, rel=0.01)
     assert c["argument_bytes"] == 4 * (m * k + k * n) and c["output_bytes"] == 4 * m * n
     assert c["total_bytes"] == (c["argument_bytes"] + c["output_bytes"] - c["alias_bytes"]
@@ -28,7 +29,7 @@ def test_step_costs_of_a_matmul():
 def test_donated_state_aliases_its_output():
     step = lambda s, b: (s + b, jnp.sum(b))
     s = jnp.zeros((256,))
-    c = costs.step_costs(costs.compile_step(step, s, s, donate_argnums=0))
+    c = compiled_costs.step_costs(compiled_costs.compile_step(step, s, s, donate_argnums=0))
     assert c["alias_bytes"] == 4 * 256
 
 
@@ -39,9 +40,9 @@ def test_time_step_threads_the_state_and_warms_up():
         calls.append(int(state))
         return state + batch, None
 
-    t = costs.time_step(step, 0, 1, reps=3)
+    t = compiled_costs.time_step(step, 0, 1, reps=3)
     assert t >= 0 and calls == [0, 1, 2, 3]  # one warm-up, then 3 timed calls on the new state
-    assert costs.matmul_rate(64, seconds=0.01) > 0
+    assert compiled_costs.matmul_rate(64, seconds=0.01) > 0
 
 
 def test_param_count_and_closed_form_flops_of_a_tiny_gau():

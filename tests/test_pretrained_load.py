@@ -6,17 +6,24 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import finetune
-from gau_jax.convert import workdir as workdir_lib
 from gau_jax.convert.__main__ import main as convert_main
 from gau_jax.convert.common import ConvertError
 from gau_jax.models import stack_layers, unstack_layers
 from gau_jax.models.peft import merge_lora
 from gau_jax.models.tree import tree_shape_diff
-from gau_jax.pretrained import detect_format, load, load_pretrained
+from gau_jax.pretrained import (
+    Pretrained,
+    detect_format,
+    encoder_params,
+    load,
+    load_pretrained,
+    trunk_params,
+)
 from gau_jax.train.loop import Trainer
 from tests.train_helpers import synthetic_inputs, tiny_pretrain_config
 
@@ -222,10 +229,10 @@ def test_lst_from_cached_features_reads_the_trunk_of_init_from(runs, tmp_path):
 # ------------------------------------------------------------------------ building blocks
 def test_encoder_params_errors_name_the_problem(tmp_path):
     with pytest.raises(ConvertError, match=r"runs/x: no encoder in the params .*'side_0'"):
-        workdir_lib.encoder_params({"side_0": {}, "classifier": {}}, "runs/x", {}, tmp_path)
+        encoder_params({"side_0": {}, "classifier": {}}, "runs/x", {}, tmp_path)
     lora = {"base": {"encoder": {}, "classifier": {}}, "layers/gau/uvz/A": np.ones((2, 1))}
     with pytest.raises(ConvertError, match=r"train_config.json has no lora.alpha"):
-        workdir_lib.encoder_params(lora, "runs/x", {}, tmp_path / "train_config.json")
+        encoder_params(lora, "runs/x", {}, tmp_path / "train_config.json")
 
 
 def test_merge_lora_either_spelling_and_unrolled():
@@ -257,6 +264,18 @@ def test_stack_unstack_keep_numpy_and_jax():
     assert isinstance(on_device["layers"]["w"], jax.Array)
     with pytest.raises(ValueError, match="layers_0"):
         stack_layers({"layers_1": per_layer[0]})
+
+
+def test_trunk_params_follow_the_model_configs_layout():
+    per_layer = [{"w": np.full((2,), i, np.float32)} for i in range(3)]
+    scanned = stack_layers({"emb": np.ones(1), **{f"layers_{i}": p
+                                                  for i, p in enumerate(per_layer)}})
+    pre = Pretrained(ml_collections.ConfigDict({"scan_layers": True}), scanned, None, "gau_jax",
+                     "test")
+    assert trunk_params(pre, ml_collections.ConfigDict({"scan_layers": True})) is scanned
+    unrolled = trunk_params(pre, ml_collections.ConfigDict({"scan_layers": False}))
+    assert set(unrolled) == {"emb", "layers_0", "layers_1", "layers_2"}
+    np.testing.assert_array_equal(unrolled["layers_2"]["w"], [2, 2])
 
 
 def test_tree_shape_diff_names_the_first_difference():

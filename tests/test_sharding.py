@@ -83,6 +83,21 @@ def test_clear_errors_before_compilation(tmp_path):
         partition.check_config(pm)
 
 
+def test_every_reader_of_config_parallel_rejects_an_unknown_mode():
+    """One check (partition.parallel_mode) behind every function that branches on the mode: a
+    typo is an error naming the field, never a silent fall-through to jit."""
+    from gau_jax.train.loop import validate_config
+
+    c = tiny_pretrain_config(parallel="pmapp")
+    for fn in (partition.parallel_mode, partition.check_config, partition.strategy,
+               validate_config, lambda cfg: partition.local_rows(cfg, 8)):
+        with pytest.raises(ValueError, match=r"config.parallel='pmapp' must be one of "
+                                             r"\('jit', 'pmap'\)"):
+            fn(c)
+    assert [partition.parallel_mode(tiny_pretrain_config(parallel=m))
+            for m in partition.PARALLEL] == ["jit", "pmap"]
+
+
 # ----------------------------------------------------------------------------- rules
 BASE_SPLIT = {  # fsdp = 8, tensor = 1: what the rules split in the two base presets
     "gau_alpha_base": {

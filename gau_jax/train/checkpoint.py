@@ -1,12 +1,9 @@
 """Orbax checkpoints of a run: resume state and best-dev params; pretrained trunks into a model.
 
-Workdir layout written here:
-    DIR/checkpoints/<step>/{state, data, meta}   TrainState; every process's data-iterator
-                                                 state; run metadata (JSON). Every N steps and
-                                                 at the end, keep-last-K, async
-    DIR/best/<step>/{params, meta}               {"params": params} of the best dev evaluation
+Writes the Orbax folders of the workdir layout (its names and readers: gau_jax/workdir.py):
+    DIR/checkpoints/<step>/{state, data, meta}   every N steps and at the end, keep-last-K, async
+    DIR/best/<step>/{params, meta}               the best dev evaluation's params, synchronous
     DIR/checkpoints_corrupt/<step>-<time>/       steps found incomplete or damaged (moved aside)
-    DIR/config.json, DIR/vocab.txt               encoder model config and vocabulary (by loop.py)
 
 Data-iterator state: each process p's iterator state (JSON, as bytes) is row p of a uint8 array
 [P, L] sharded over processes, so Orbax's multi-host saving writes every host's position and a
@@ -48,10 +45,10 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gau_jax import workdir as layout
 from gau_jax.models.tree import path_names, tree_shape_diff
 
 PyTree = Any
-ITEMS = ("state", "data", "meta")
 _log = logging.getLogger(__name__)
 
 
@@ -147,13 +144,14 @@ class Checkpointer:
 
     def __init__(self, workdir: str | Path, *, max_to_keep: int = 2, async_save: bool = True):
         self.workdir = Path(workdir).absolute()
-        self.dir = self.workdir / "checkpoints"
-        self.best_dir = self.workdir / "best"
+        self.dir = self.workdir / layout.CHECKPOINTS
+        self.best_dir = self.workdir / layout.BEST
         std, js = (ocp.args.StandardSave, ocp.args.StandardRestore), \
             (ocp.args.JsonSave, ocp.args.JsonRestore)
-        self.manager = _manager(self.dir, {"state": std, "data": std, "meta": js},
+        handlers = {"state": std, "data": std, "params": std, "meta": js}
+        self.manager = _manager(self.dir, {k: handlers[k] for k in layout.STATE_ITEMS},
                                 max_to_keep, async_save)
-        self.best = _manager(self.best_dir, {"params": std, "meta": js}, 1, False)
+        self.best = _manager(self.best_dir, {k: handlers[k] for k in layout.BEST_ITEMS}, 1, False)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -235,7 +233,7 @@ class Checkpointer:
     def _set_aside(self, step: int) -> None:
         """Moves a damaged step out of the manager's folder (kept for inspection)."""
         if jax.process_index() == 0:
-            dest = self.workdir / "checkpoints_corrupt" / f"{step}-{int(time.time())}"
+            dest = self.workdir / layout.CORRUPT / f"{step}-{int(time.time())}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(self.dir / str(step)), dest)
         if jax.process_count() > 1:
@@ -290,7 +288,7 @@ def _incomplete(step_dir: Path) -> str | None:
         json.loads(meta.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return f"unreadable {meta.name} ({e})"
-    for item in ITEMS:
+    for item in layout.STATE_ITEMS:
         if not (step_dir / item).is_dir():
             return f"item {item!r} is missing"
     for item in ("state", "data"):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import ml_dtypes
 import numpy as np
 from tqdm import tqdm
 
+from gau_jax.atomic import write_text_atomic
 from gau_jax.models.encoder import Encoder
 from gau_jax.models.lst import frozen_trunk_config
 from gau_jax.train.step import apply_rows, model_kwargs, weighted_sums
@@ -197,7 +197,6 @@ def build_cache(path: Path, trunk_cfg, indices, params, splits: dict[str, list[d
         write_split(path, split, batches, fn, params, dtype)
     meta = {"fingerprint": fp, "dtype": dtype, "num_features": len(indices),
             "hidden": trunk_cfg.hidden_size, "bytes": size, "tokens": tokens}
-    tmp = meta_path.with_suffix(".tmp")  # meta.json last and atomically: a cache without it
-    tmp.write_text(json.dumps(meta, indent=2))  # (a crash mid-build) is rebuilt, not trusted
-    os.replace(tmp, meta_path)
+    # meta.json last and atomically: a cache without it (a crash mid-build) is rebuilt
+    write_text_atomic(meta_path, json.dumps(meta, indent=2))
     return meta

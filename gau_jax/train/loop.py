@@ -15,26 +15,16 @@ iterator, dropout keys, best-dev and the pending train metrics), so an interrupt
 with the parameters and summary of an uninterrupted one. A rerun whose run-defining fields
 changed (RESUMABLE_FIELDS may change) is refused, naming them. All validation happens before the
 first step; a run that fails before its first checkpoint leaves no workdir behind it created.
-
-Stopping (exit codes of `python -m experiments.train`):
-    SIGTERM / SIGINT, or a JAX preemption sync point in a multi-process run: the current step
-    finishes, a checkpoint of it is written (and waited for), one line names step and workdir,
-    and `Stopped` is raised → EXIT_PREEMPTED (75); the same command resumes. Further signals
-    during that save are ignored.
-    A NaN / Inf loss or gradient norm: its update is not applied (step.py), and at the next
-    sync (log, evaluation or checkpoint; no extra host sync per step) `NonFiniteError` names the
-    step, the metric and the last good checkpoint → EXIT_NONFINITE (65). With
-    config.skip_nonfinite_updates those updates are skipped and counted (`skipped_updates`),
-    and the run stops the same way after config.max_consecutive_skips in a row.
+How a run stops early (signals, preemption, non-finite steps) and its exit codes:
+gau_jax/train/stopping.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +35,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from gau_jax import workdir as layout
 from gau_jax.data.tasks import check_task
 from gau_jax.train import checkpoint as ckpt_lib
 from gau_jax.train import inputs as inputs_lib
@@ -53,9 +44,18 @@ from gau_jax.train import metrics as metrics_lib
 from gau_jax.train.optim import count_trainable, optimizer_from_config, schedule_from_config
 from gau_jax.train.state import TrainState, create_state
 from gau_jax.train.step import make_eval_step, make_train_step
+from gau_jax.train.stopping import (
+    EXIT_NONFINITE,
+    EXIT_PREEMPTED,
+    NonFiniteError,
+    StopFlag,
+    Stopped,
+    check_finite,
+)
 
-EXIT_PREEMPTED = 75   # stopped by a signal / preemption after saving: rerun to resume
-EXIT_NONFINITE = 65   # stopped by a NaN / Inf loss or gradient norm
+__all__ = ["EXIT_NONFINITE", "EXIT_PREEMPTED", "RESUMABLE_FIELDS", "NonFiniteError", "Stopped",
+           "Trainer", "changed_fields", "train", "validate_config"]  # stopping's: re-exported
+
 # Fields a rerun of a workdir may change; any other change is a different run and is refused.
 RESUMABLE_FIELDS = ("total_steps", "log_every_steps", "eval_every_steps", "eval_batches",
                     "checkpoint_every_steps", "keep_checkpoints", "async_checkpoints",
@@ -69,34 +69,10 @@ STEPS_IN_FLIGHT = 2
 _COUNTERS = ("skipped_updates", "bad_streak")  # step metrics that are counts, not means
 
 
-class Stopped(Exception):
-    """Training stopped on a signal or preemption after checkpointing `step`."""
-
-    exit_code = EXIT_PREEMPTED
-
-    def __init__(self, step: int, workdir: Path, why: str):
-        super().__init__(f"{why}: stopped at step {step}; checkpoint saved in {workdir}/"
-                         f"checkpoints/{step}; rerun the same command to resume")
-        self.step = step
-
-
-class NonFiniteError(FloatingPointError):
-    """A non-finite loss / gradient norm at `step`; params are the last good ones."""
-
-    exit_code = EXIT_NONFINITE
-
-    def __init__(self, step: int, metric: str, message: str):
-        super().__init__(message)
-        self.step, self.metric = step, metric
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Errors (naming the field) that must stop a run before anything is built."""
     if config.kind not in ("pretrain", "finetune"):
         raise ValueError(f"config.kind={config.kind!r} must be 'pretrain' or 'finetune'")
-    if config.parallel not in partition.PARALLEL:
-        raise ValueError(f"config.parallel={config.parallel!r} must be one of "
-                         f"{tuple(partition.PARALLEL)}")
     for field in ("total_steps", "batch_size", "grad_accum_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_consecutive_skips"):
         if field == "total_steps" and config.kind == "finetune" and config.get("epochs", 0) > 0 \
@@ -124,21 +100,19 @@ def changed_fields(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-class _StopFlag:
-    """SIGTERM / SIGINT set a flag the loop reads after each step (main thread only)."""
+@dataclasses.dataclass
+class _Run:
+    """What one call of Trainer.run carries from step to step."""
 
-    def __init__(self):
-        self.why, self._old = None, {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.why = self.why or signal.Signals(signum).name  # a second signal changes nothing
-
-    def restore(self):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    end: int                                   # the last step of this call
+    writer: metrics_lib.MetricWriter
+    bar: metrics_lib.Progress
+    records: list[dict]                        # host copies of the step metrics since the log
+    last_train: dict                           # the last logged train means
+    t0: float
+    pending: list = dataclasses.field(default_factory=list)  # device metrics not yet read
+    dev: dict | None = None                    # the last dev evaluation
+    stop: StopFlag = dataclasses.field(default_factory=StopFlag)
 
 
 class Trainer:
@@ -156,7 +130,7 @@ class Trainer:
         try:
             self._setup(config, inputs)
         except BaseException:
-            steps = self.workdir / "checkpoints"
+            steps = self.workdir / layout.CHECKPOINTS
             if created and not (steps.is_dir() and any(p.name.isdigit() for p in steps.iterdir())):
                 shutil.rmtree(self.workdir, ignore_errors=True)  # nothing of value was written
             raise
@@ -181,8 +155,8 @@ class Trainer:
     def _check_rerun(self, config: ml_collections.ConfigDict, derived: bool = False) -> None:
         """A workdir with checkpoints resumes only the run that wrote it. derived=True: the
         config before its inputs are built, so the fields they fill in are not compared."""
-        saved = self.workdir / "train_config.json"
-        if not saved.exists() or not (self.workdir / "checkpoints").is_dir():
+        saved = self.workdir / layout.TRAIN_CONFIG
+        if not saved.exists() or not (self.workdir / layout.CHECKPOINTS).is_dir():
             return
         old = json.loads(saved.read_text())
         new = json.loads(config.to_json_best_effort())
@@ -303,98 +277,97 @@ class Trainer:
 
     def _check_finite(self, records: list[dict]) -> None:
         """NonFiniteError when the host-side step records show a stop condition."""
-        c = self.config
-        for r in records:
-            bad = [k for k in ("loss", "grad_norm") if not math.isfinite(r[k])]
-            if not bad:
-                continue
-            if c.skip_nonfinite_updates and r["bad_streak"] < c.max_consecutive_skips:
-                continue
-            last = self.ckpt.latest_step()
-            where = (f"{self.workdir}/checkpoints/{last}" if last is not None
-                     else "none yet (the run starts from scratch)")
-            why = (f"{int(r['bad_streak'])} non-finite steps in a row "
-                   f"(config.max_consecutive_skips={c.max_consecutive_skips})"
-                   if c.skip_nonfinite_updates else "training stopped")
-            raise NonFiniteError(int(r["step"]), bad[0],
-                                 f"non-finite {' and '.join(bad)} at step {int(r['step'])}: "
-                                 f"{why}; its update was not applied. Last good checkpoint: "
-                                 f"{where}. Lower the learning rate, use float32, or set "
-                                 "config.skip_nonfinite_updates=True")
+        last = self.ckpt.latest_step()
+        check_finite(records, self.config, f"{self.workdir}/{layout.CHECKPOINTS}/{last}"
+                     if last is not None else "none yet (the run starts from scratch)")
 
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Trains to config.total_steps (or only up to `stop_at`, checkpointing there, as a
-        preempted job would); returns and writes the summary (module docstring: stopping)."""
+        preempted job would); returns and writes the summary (early stops: stopping.py)."""
         c = self.config
         start, end = self.step(), c.total_steps if stop_at is None else min(stop_at, c.total_steps)
-        done = self.workdir / "summary.json"
+        done = self.workdir / layout.SUMMARY
         if start >= c.total_steps and done.exists():  # a finished workdir: nothing to do
             return json.loads(done.read_text())
         self._say(self.describe())
         writer = metrics_lib.MetricWriter(self.workdir, tensorboard=c.tensorboard)
         bar = metrics_lib.Progress(start, c.total_steps, desc=c.kind, enabled=c.progress_bar)
-        records = list(self.resume_meta.get("pending") or [])  # host copies of step metrics
-        last_train = dict(self.resume_meta.get("last_train") or {})
-        pending, dev, t0 = [], None, time.time()
-        has_dev = self.inputs.dev_batches is not None  # None: a run without evaluation
-        stop = _StopFlag()
-        multi = jax.process_count() > 1
+        run = _Run(end, writer, bar, records=list(self.resume_meta.get("pending") or []),
+                   last_train=dict(self.resume_meta.get("last_train") or {}), t0=time.time())
         try:
             with self.par.context():
                 for step in range(start + 1, end + 1):
-                    batch = self.par.device_batch(next(self.inputs.train))
-                    self.state, m = self.train_step(self.state, batch)
-                    pending.append(m)
-                    if len(pending) >= STEPS_IN_FLIGHT:  # a wait, not a transfer (see above)
-                        jax.block_until_ready(pending[-STEPS_IN_FLIGHT])
-                    log = step % c.log_every_steps == 0 or step == end
-                    evaluate = has_dev and (step % c.eval_every_steps == 0
-                                            or step == c.total_steps)
-                    save = step % c.checkpoint_every_steps == 0 or step == end
-                    why = stop.why
-                    if multi and multihost_utils.reached_preemption_sync_point(step):
-                        why = why or "preemption"
-                    if log or evaluate or save or why:  # a host sync: read the step metrics
-                        records += [self._record(s, x) for s, x in
-                                    zip(range(step - len(pending) + 1, step + 1), pending,
-                                        strict=True)]
-                        pending = []
-                        self._check_finite(records)
-                    if log:
-                        last_train = self._mean(records)
-                        last_train["learning_rate"] = float(self.schedule(step - 1))
-                        rate = bar.steps_per_second(step)  # NaN until a step after the first
-                        if math.isfinite(rate):
-                            last_train["steps_per_s"] = rate
-                        rows_drawn = getattr(self.inputs.train, "rows_drawn", None)
-                        if rows_drawn is not None:  # a corpus mixture's rows so far
-                            last_train.update({f"rows/{k}": v for k, v in rows_drawn().items()})
-                        writer.write(step, "train", last_train)
-                        records = []
-                    bar.update(step, **({"loss": last_train["loss"]} if "loss" in last_train
-                                        else {}))
-                    if evaluate:
-                        dev = self.evaluate()
-                        writer.write(step, "dev", dev)
-                        self._maybe_keep_best(step, dev)
-                    if save or why:
-                        self._save(step, records, last_train)
-                    if why:
-                        self.ckpt.wait()
-                        raise Stopped(step, self.workdir.absolute(), why)
+                    self._train_one(step, run)
         finally:
-            stop.restore()
+            run.stop.restore()
             bar.close()
             writer.close()
-        if has_dev and dev is None and start >= c.total_steps:  # finished before the summary
-            with self.par.context():
+        return self._finish(start, run)
+
+    def _train_one(self, step: int, run: _Run) -> None:
+        """Step `step`: dispatch; at a sync, read the step metrics; log, evaluate, checkpoint,
+        and stop (Stopped) when a signal or preemption asks for it."""
+        c = self.config
+        batch = self.par.device_batch(next(self.inputs.train))
+        self.state, m = self.train_step(self.state, batch)
+        run.pending.append(m)
+        if len(run.pending) >= STEPS_IN_FLIGHT:  # a wait, not a transfer (STEPS_IN_FLIGHT)
+            jax.block_until_ready(run.pending[-STEPS_IN_FLIGHT])
+        log = step % c.log_every_steps == 0 or step == run.end
+        evaluate = self._has_dev() and (step % c.eval_every_steps == 0 or step == c.total_steps)
+        save = step % c.checkpoint_every_steps == 0 or step == run.end
+        why = run.stop.why
+        if jax.process_count() > 1 and multihost_utils.reached_preemption_sync_point(step):
+            why = why or "preemption"
+        if log or evaluate or save or why:  # a host sync: read the step metrics
+            run.records += [self._record(s, x) for s, x in
+                            zip(range(step - len(run.pending) + 1, step + 1), run.pending,
+                                strict=True)]
+            run.pending = []
+            self._check_finite(run.records)
+        if log:
+            self._log_train(step, run)
+        run.bar.update(step, **({"loss": run.last_train["loss"]} if "loss" in run.last_train
+                                else {}))
+        if evaluate:
+            run.dev = self.evaluate()
+            run.writer.write(step, "dev", run.dev)
+            self._maybe_keep_best(step, run.dev)
+        if save or why:
+            self._save(step, run.records, run.last_train)
+        if why:
+            self.ckpt.wait()
+            raise Stopped(step, self.workdir.absolute(), why)
+
+    def _log_train(self, step: int, run: _Run) -> None:
+        """The means of the step records since the last log (+ learning rate, steps/s, a corpus
+        mixture's rows) → metrics; the records start over."""
+        run.last_train = self._mean(run.records)
+        run.last_train["learning_rate"] = float(self.schedule(step - 1))
+        rate = run.bar.steps_per_second(step)  # NaN until a step after the first
+        if math.isfinite(rate):
+            run.last_train["steps_per_s"] = rate
+        rows_drawn = getattr(self.inputs.train, "rows_drawn", None)
+        if rows_drawn is not None:  # a corpus mixture's rows so far
+            run.last_train.update({f"rows/{k}": v for k, v in rows_drawn().items()})
+        run.writer.write(step, "train", run.last_train)
+        run.records = []
+
+    def _has_dev(self) -> bool:
+        return self.inputs.dev_batches is not None  # None: a run without evaluation
+
+    def _finish(self, start: int, run: _Run) -> dict[str, Any]:
+        """The summary once the steps are done (written when the run reached total_steps)."""
+        dev = run.dev
+        if self._has_dev() and dev is None and start >= self.config.total_steps:
+            with self.par.context():  # finished before the summary was written
                 dev = self.evaluate()
         self.ckpt.wait()
-        summary = {"step": self.step(), "train_loss": last_train.get("loss"),
-                   "train_accuracy": last_train.get("accuracy"), "dev": dev,
-                   "best_dev": self.best, "wall_time_s": time.time() - t0,
+        summary = {"step": self.step(), "train_loss": run.last_train.get("loss"),
+                   "train_accuracy": run.last_train.get("accuracy"), "dev": dev,
+                   "best_dev": self.best, "wall_time_s": time.time() - run.t0,
                    "workdir": str(self.workdir.absolute())}
-        if self.step() == c.total_steps:
+        if self.step() == self.config.total_steps:
             metrics_lib.write_summary(self.workdir, summary)
         return summary
 

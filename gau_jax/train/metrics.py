@@ -8,6 +8,7 @@ over the whole dev set (accuracy = Σ w·[argmax = label] / Σ w). Only process 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import Any
 import jax
 import numpy as np
 from tqdm.auto import tqdm
+
+from gau_jax import workdir as layout
+from gau_jax.atomic import write_text_atomic
 
 
 def _plain(value: Any) -> Any:
@@ -35,7 +39,7 @@ class MetricWriter:
         self.tb = None
         if self.enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            self.file = open(self.workdir / layout.METRICS, "a", encoding="utf-8")  # noqa: SIM115
             if tensorboard:
                 from tensorboardX import SummaryWriter
 
@@ -83,13 +87,13 @@ class Progress:
         self.bar.refresh()
         if self.plain and (time.time() - self.last_line >= self.interval or step == self.total):
             self.last_line = time.time()
-            rate = self.steps_per_second(step)
-            eta = (self.total - step) / rate if rate > 0 else float("nan")
             extra = "".join(f" {k} {v:.4g}" for k, v in postfix.items())
-            print(f"{self.desc}: step {step}/{self.total}{extra} {rate:.3g} steps/s "
-                  f"eta {eta:.0f}s", file=sys.stderr, flush=True)
+            print(f"{self.desc}: step {step}/{self.total}{extra} "
+                  f"{rate_and_eta(self.steps_per_second(step), self.total - step)}",
+                  file=sys.stderr, flush=True)
 
     def steps_per_second(self, step: int) -> float:
+        """Steps per second since the first update (NaN until a step after it)."""
         if self.origin is None or step <= self.origin[0]:
             return float("nan")
         return (step - self.origin[0]) / max(time.time() - self.origin[1], 1e-9)
@@ -98,11 +102,19 @@ class Progress:
         self.bar.close()
 
 
+def rate_and_eta(rate: float, remaining: int) -> str:
+    """"12.3 steps/s eta 45s"; before a rate is known (NaN, 0) "- steps/s eta ?"; nothing left
+    to do: "eta 0s"."""
+    known = math.isfinite(rate) and rate > 0
+    eta = "0s" if remaining <= 0 else f"{remaining / rate:.0f}s" if known else "?"
+    return f"{rate:.3g} steps/s eta {eta}" if known else f"- steps/s eta {eta}"
+
+
 def write_summary(workdir: str | Path, summary: dict[str, Any]) -> None:
     """DIR/summary.json, e.g. {"step", "train_loss", "dev": {"accuracy": ...}, "wall_time_s"}."""
     if jax.process_index() == 0:
-        path = Path(workdir) / "summary.json"
-        path.write_text(json.dumps(_plain(summary), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(Path(workdir) / layout.SUMMARY,  # whole or absent: it marks the end
+                          json.dumps(_plain(summary), indent=2, ensure_ascii=False) + "\n")
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

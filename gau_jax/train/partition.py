@@ -53,6 +53,7 @@ from gau_jax.models.tree import path_names
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 MIN_SPLIT_SIZE = 2**14
+PARALLEL = ("jit", "pmap")  # config.parallel: NamedSharding on a mesh | jax.pmap
 LARGEST = "largest dim divisible by fsdp"  # big_vision's shape-only rule
 
 # Parameter sharding rules: (regex searched in the leaf path, spec of the leaf's last dims).
@@ -133,12 +134,17 @@ def check_batch_size(batch_size: int, grad_accum_steps: int = 1,
                          f"is divisible by the {n} {where}")
 
 
+def parallel_mode(config: Any) -> str:
+    """config.parallel, checked: one of PARALLEL (a ValueError naming the field otherwise)."""
+    if config.parallel not in PARALLEL:
+        raise ValueError(f"config.parallel={config.parallel!r} must be one of {PARALLEL}")
+    return config.parallel
+
+
 def check_config(config: Any) -> None:
     """The parallelism errors of a run config (mode, mesh vs devices, batch), before any
     compilation."""
-    if config.parallel not in PARALLEL:
-        raise ValueError(f"config.parallel={config.parallel!r} must be one of {tuple(PARALLEL)}")
-    if config.parallel == "pmap":
+    if parallel_mode(config) == "pmap":
         mesh = dict(config.get("mesh") or {})
         if int(config.get("fsdp", 1)) != 1 or {k: int(v) for k, v in mesh.items()
                                                if k in MESH_AXES and int(v) not in (-1, 1)}:
@@ -286,7 +292,7 @@ def local_rows(config: Any, batch_size: int) -> slice:
     """The rows of a global batch that this process's devices hold (jit: by the mesh's batch
     sharding; pmap: the process's block)."""
     p, n = jax.process_index(), jax.process_count()
-    if config.parallel == "pmap":
+    if parallel_mode(config) == "pmap":
         return slice(p * batch_size // n, (p + 1) * batch_size // n)
     index = batch_sharding(make_mesh(**mesh_sizes(config))).addressable_devices_indices_map(
         (batch_size,))
@@ -411,14 +417,11 @@ class Pmap:
         return jax.tree_util.tree_map(lambda x: np.asarray(x)[0], jax.device_get(tree))
 
 
-PARALLEL = {"jit": JitMesh, "pmap": Pmap}
-
-
 def strategy(config: Any) -> JitMesh | Pmap:
     """The strategy of a run config: config.parallel ("jit" on the mesh of config.mesh /
     config.fsdp, rules RULES, config.mesh.min_split_size; or "pmap"), checked first."""
     check_config(config)
-    if config.parallel == "pmap":
+    if parallel_mode(config) == "pmap":
         return Pmap()
     mesh = config.get("mesh") or {}
     return JitMesh(make_mesh(**mesh_sizes(config)),

@@ -246,6 +246,37 @@ def split_trainable(params: Any, trainable: Any = None) -> tuple[list, list, Cal
     return train, frozen, combine
 
 
+def accumulate_grads(grads_of: Callable, batch: Batch, index: jax.Array,
+                     grad_accum_steps: int = 1) -> tuple[Any, dict]:
+    """(grads, sums) of grads_of(batch, index) for the whole batch, as the sum over
+    `grad_accum_steps` strided micro-batches (split_microbatches) in a lax.scan when above 1."""
+    if grad_accum_steps == 1:
+        return grads_of(batch, index)
+    micro, micro_index = split_microbatches((batch, index), grad_accum_steps)
+    first = jax.tree_util.tree_map(lambda x: x[0], (micro, micro_index))
+    zeros = jax.eval_shape(lambda: grads_of(*first))
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
+
+    def body(acc, xs):
+        return jax.tree_util.tree_map(jnp.add, acc, grads_of(*xs)), None
+
+    (grads, sums), _ = jax.lax.scan(body, zeros, (micro, micro_index))
+    return grads, sums
+
+
+def _update_if(apply: jax.Array, tx: optax.GradientTransformation, state: TrainState,
+               grads: Any, train_p: list, trainable: Any) -> tuple[list, Any]:
+    """(trainable leaves, optimizer state) after tx's update of `grads` when `apply`, else
+    both unchanged. A cond, not a select of old and new: the update runs in place on the
+    donated state."""
+
+    def update(_):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return optax.apply_updates(train_p, split_trainable(updates, trainable)[0]), opt_state
+
+    return jax.lax.cond(apply, update, lambda _: (train_p, state.opt_state), None)
+
+
 def make_train_step(
     sums_fn: SumsFn,
     tx: optax.GradientTransformation,
@@ -279,31 +310,13 @@ def make_train_step(
             (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(train_p)
             return grads, sums
 
-        if grad_accum_steps == 1:
-            grads, sums = grads_of(batch, index)
-        else:
-            micro, micro_index = split_microbatches((batch, index), grad_accum_steps)
-            first = jax.tree_util.tree_map(lambda x: x[0], (micro, micro_index))
-            zeros = jax.eval_shape(lambda: grads_of(*first))
-            zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), zeros)
-
-            def body(acc, xs):
-                return jax.tree_util.tree_map(jnp.add, acc, grads_of(*xs)), None
-
-            (grads, sums), _ = jax.lax.scan(body, zeros, (micro, micro_index))
-        grads, sums = _psum((grads, sums), axis_name)
+        grads, sums = _psum(accumulate_grads(grads_of, batch, index, grad_accum_steps),
+                            axis_name)
         loss, grad_norm = sums["loss"] / denom, optax.global_norm(grads)
         grads = combine(grads, [jnp.zeros_like(x) for x in frozen_p])  # frozen: ignored
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         apply = finite if skip_nonfinite else finite & (state.skipped == 0)
-
-        def update(_):
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            return optax.apply_updates(train_p, split_trainable(updates, trainable)[0]), opt_state
-
-        # a cond, not a select of old and new: the update runs in place on the donated state
-        trained, opt_state = jax.lax.cond(apply, update, lambda _: (train_p, state.opt_state),
-                                          None)
+        trained, opt_state = _update_if(apply, tx, state, grads, train_p, trainable)
         params = combine(trained, frozen_p)  # frozen leaves pass through as is
         skipped = state.skipped + (~apply).astype(jnp.int32)
         streak = jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32)
