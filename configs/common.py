@@ -10,6 +10,8 @@ from typing import Any
 
 import ml_collections
 
+from gau_jax.data.pipeline import DATA_THREADS
+
 
 def config_dict(options: Any) -> ml_collections.ConfigDict:
     """A ConfigDict section made from an options dataclass (the one source of its defaults)."""
@@ -19,7 +21,7 @@ def config_dict(options: Any) -> ml_collections.ConfigDict:
 def trainer_config() -> ml_collections.ConfigDict:
     """Loop, optimizer, parallelism, checkpoint and logging fields with neutral defaults."""
     c = ml_collections.ConfigDict()
-    c.kind = ""                      # "pretrain" (MLM) | "finetune" (classification)
+    c.stage = ""                     # "pretrain" (MLM) | "finetune" (one task) | "multitask"
     c.seed = 0                       # params init, dropout and data order
     c.total_steps = 1000             # optimizer updates
     c.batch_size = 32                # global batch (all devices, all micro-batches)
@@ -27,7 +29,7 @@ def trainer_config() -> ml_collections.ConfigDict:
     c.max_length = 128               # tokens per example incl. [CLS]/[SEP]
     c.data_dir = ""                  # corpus / task folder ("" = default, no download)
     c.pad_multiple = 32              # batches padded to a multiple of this (fewer compiles)
-    c.data_threads = 2               # grain threads encoding / masking rows
+    c.data_threads = DATA_THREADS    # grain threads encoding / masking rows
     c.bad_rows = "raise"             # bad task rows: "raise" (error: file, line) | "skip" (count)
     c.init_from = ""                 # pretraining workdir or converted folder to start from
     # Optimizer (gau_jax/train/optim.py).

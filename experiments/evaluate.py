@@ -9,7 +9,7 @@ WORKDIR/train_config.json. Without
 (experiments/predict.py); with it, FILE (a CLUE submission file, `<task>_predict.json`) is read
 instead. Either way the predictions are checked against the split (a missing, duplicate or
 unknown id, or a label outside the task's set, is an error naming file and id) and scored with
-gau_jax/data/clue_metrics.py, the functions training-time evaluation uses. --max_rows N scores
+gau_jax/tasks/evaluation.py, the functions training-time evaluation uses. --max_rows N scores
 the first N rows only (a prediction file must then cover exactly those). Prints, and with
 --json writes, one object:
 
@@ -30,30 +30,29 @@ from typing import Any
 from absl import flags
 
 from experiments.predict import load_examples, predict_examples, run_flags, run_main
-from gau_jax.data import clue_metrics, submission
+from gau_jax.atomic import write_text_atomic
+from gau_jax.tasks import evaluation, submission
 
 
 def evaluate(workdir: str | os.PathLike, split: str = "dev", checkpoint: str = "best",
              predictions: str | os.PathLike | None = None, max_rows: int = 0,
-             batch_size: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    """The task's CLUE metrics (module docstring) as a dict."""
-    task, rows = load_examples(workdir, split, max_rows=max_rows, data_dir=data_dir)
+             batch_size: int | None = None, data_dir: str | None = None,
+             task: str | None = None) -> dict[str, Any]:
+    """The task's CLUE metrics (module docstring) as a dict (`task`: one of a multi-task
+    run's)."""
+    task, rows = load_examples(workdir, split, max_rows=max_rows, data_dir=data_dir, task=task)
     if predictions is not None:
         preds, source = submission.read_submission(task, predictions), str(predictions)
     else:
-        preds = predict_examples(workdir, rows, checkpoint, batch_size)
+        preds = predict_examples(workdir, rows, checkpoint, batch_size, task)
         source = f"{workdir}:{checkpoint}"
-    submission.check_predictions(task, preds, rows, source)
-    result = clue_metrics.score(task, preds, submission.gold_objects(task, rows))
+    result = evaluation.evaluate_predictions(task, preds, rows, source)
     where = {"predictions": str(predictions)} if predictions else {"checkpoint": checkpoint}
     return {**result, "split": split, "rows": len(rows), **where}
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
 def main() -> None:
@@ -65,7 +64,7 @@ def main() -> None:
     def body() -> None:
         result = evaluate(f["workdir"].value, f["split"].value, f["checkpoint"].value,
                           preds.value, f["max_rows"].value, f["batch_size"].value,
-                          f["data_dir"].value)
+                          f["data_dir"].value, f["task"].value)
         if out.value:
             write_json(result, out.value)
         print(json.dumps(result, ensure_ascii=False))

@@ -43,7 +43,7 @@ from gau_jax.data.pipeline import MLMCollator
 from gau_jax.data.synthetic import ShuffledRows
 from gau_jax.data.tokenizer import ChineseTokenizer, build_char_vocab
 from gau_jax.models import build_encoder, presets
-from gau_jax.train.inputs import Inputs
+from gau_jax.train.inputs import RunSetup
 from gau_jax.train.loop import Trainer
 from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
 from gau_jax.train.step import make_eval_step, mlm_sums_fn
@@ -155,7 +155,7 @@ def run_config(c: ml_collections.ConfigDict, block: str, norm: str, seed: int,
                vocab_size: int) -> ml_collections.ConfigDict:
     """The Trainer config of one run (configs/common.py fields; the optimizer of `c`)."""
     t = trainer_config()
-    t.kind = "pretrain"
+    t.stage = "pretrain"
     t.model = model_config(c, block, norm, vocab_size)
     ramp = int(c.steps * c.residual_ramp_fraction) if block == "roformer_v2" else 0
     t.update(seed=seed, total_steps=c.steps, batch_size=c.batch_size, max_length=c.train_length,
@@ -176,7 +176,7 @@ def train_one(c: ml_collections.ConfigDict, block: str, norm: str, seed: int, po
     (log_every_steps)."""
     config = run_config(c, block, norm, seed, tok.vocab_size)
     model = build_encoder(config.model)
-    inputs = Inputs(model=model, sums_fn=mlm_sums_fn(model, head_rows(pool)),
+    inputs = RunSetup(model=model, sums_fn=mlm_sums_fn(model, head_rows(pool)),
                     train=ShuffledRows(pool, c.batch_size, seed), dev_batches=None,
                     model_config=config.model, tokenizer=tok)
     trainer = Trainer(config, workdir, inputs)

@@ -175,7 +175,7 @@ def finetune_run(config: ml_collections.ConfigDict, workdir: Path) -> dict:
     trainer = Trainer(config, workdir)
     try:
         params = trainer.host_state().params
-        trainable = count_trainable(params, trainer.inputs.trainable)
+        trainable = count_trainable(params, trainer.setup.trainable)
         total = count_trainable(params)
         if config.method == "lst" and config.lst.cache:  # the side network alone: add the
             total += param_count(trainer.config.model)    # frozen trunk its features came from

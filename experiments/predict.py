@@ -2,16 +2,18 @@
 format:
 
     python -m experiments.predict --workdir WORKDIR [--split dev|test] [--input FILE] \
-        [--output FILE] [--checkpoint best|latest] [--max_rows N] [--batch_size B] [--data_dir D]
+        [--output FILE] [--checkpoint best|latest] [--max_rows N] [--batch_size B] [--data_dir D] \
+        [--task T]
 
 The task, its data folder (data_dir; --data_dir another copy) and bad_rows come from
 WORKDIR/train_config.json; --input reads FILE instead (labels optional: CLUE's test files have
 none). The model is the workdir's
 best dev checkpoint (default; a run that kept none falls back to its latest, with a warning) or
-its latest one, whatever the method (full, LST, LoRA, ...; gau_jax/train/predict.py).
+its latest one, whatever the method (full, LST, LoRA, ...; gau_jax/train/trained_run.py). A
+multi-task run (configs/multitask.py) serves each of its tasks: --task names which.
 The output (default WORKDIR/<task>_predict.json, CLUE's name; a folder gets that name inside)
 is what CLUE's leaderboard reads: one {"id", "label"} object a line with the label as the data
-writes it, or {question_id: answer_text} for cmrc2018 (gau_jax/data/submission.py). Before it
+writes it, or {question_id: answer_text} for cmrc2018 (gau_jax/tasks/submission.py). Before it
 is written the predictions are checked against the input rows (one per id, valid labels).
 """
 
@@ -26,7 +28,8 @@ from typing import Any
 
 from absl import app, flags, logging
 
-from gau_jax.data import submission
+from gau_jax.tasks import evaluation, submission
+from gau_jax.workdir import stage_of
 
 CHECKPOINTS = ("best", "latest")
 
@@ -38,31 +41,46 @@ def train_config(workdir: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: missing; --workdir must be a fine-tuning run's folder "
                                 "(python -m experiments.train --config configs/finetune.py:...)")
     cfg = json.loads(path.read_text(encoding="utf-8"))
-    if cfg.get("kind") != "finetune":
-        raise ValueError(f"{path}: kind={cfg.get('kind')!r}, not a fine-tuning run")
+    if stage_of(cfg) not in ("finetune", "multitask"):
+        raise ValueError(f"{path}: stage={stage_of(cfg)!r}, not a fine-tuning run")
     return cfg
 
 
+def run_task_name(cfg: dict[str, Any], task: str | None) -> str:
+    """The task to serve: the run's own, or `task` (required) of a multi-task run."""
+    if cfg.get("tasks"):
+        names = [t.split("@")[0] for t in cfg["tasks"].split("+")]
+        if task not in names:
+            raise ValueError(f"a multi-task run of {names}: pick one with --task, got {task!r}")
+        return task
+    if task not in (None, cfg["task"]):
+        raise ValueError(f"the run trained task {cfg['task']!r}, not --task={task!r}")
+    return cfg["task"]
+
+
 def load_examples(workdir: str | os.PathLike, split: str = "dev", input_file: str | None = None,
-                  max_rows: int = 0,
-                  data_dir: str | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """(task, parsed rows) of the workdir's task: a split of data_dir (default: the run's), or
-    `input_file`."""
+                  max_rows: int = 0, data_dir: str | None = None,
+                  task: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(task, parsed rows) of the workdir's task (`task` of a multi-task run): a split of
+    data_dir (default: the run's), or `input_file`."""
     cfg = train_config(workdir)
-    rows = submission.split_examples(cfg["task"], data_dir or cfg.get("data_dir") or None, split,
+    name = run_task_name(cfg, task)
+    rows = submission.split_examples(name, data_dir or cfg.get("data_dir") or None, split,
                                      input_file=input_file, bad_rows=cfg.get("bad_rows", "raise"),
                                      max_rows=max_rows)
-    return cfg["task"], rows
+    return name, rows
 
 
 def predict_examples(workdir: str | os.PathLike, examples: Sequence[dict[str, Any]],
-                     checkpoint: str = "best", batch_size: int | None = None) -> Any:
+                     checkpoint: str = "best", batch_size: int | None = None,
+                     task: str | None = None) -> Any:
     """Prediction objects of the workdir's model for parsed rows (submission.py's shapes)."""
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"--checkpoint={checkpoint!r}: choose one of {CHECKPOINTS}")
-    from gau_jax.train.predict import load_run, predict
+    from gau_jax.train.trained_run import load_run, predict
 
-    return predict(load_run(workdir, checkpoint), examples, batch_size=batch_size).objects
+    run = load_run(workdir, checkpoint, task)
+    return predict(run, examples, batch_size=batch_size).objects
 
 
 def output_path(task: str, workdir: str | os.PathLike, output: str | None) -> Path:
@@ -75,13 +93,12 @@ def output_path(task: str, workdir: str | os.PathLike, output: str | None) -> Pa
 
 def run_predict(workdir: str | os.PathLike, split: str = "dev", input_file: str | None = None,
                 output: str | None = None, checkpoint: str = "best", max_rows: int = 0,
-                batch_size: int | None = None, data_dir: str | None = None) -> Path:
+                batch_size: int | None = None, data_dir: str | None = None,
+                task: str | None = None) -> Path:
     """Predicts, checks and writes the submission file; returns its path."""
-    task, rows = load_examples(workdir, split, input_file, max_rows, data_dir)
-    preds = predict_examples(workdir, rows, checkpoint, batch_size)
-    path = output_path(task, workdir, output)
-    submission.check_predictions(task, preds, rows, path)
-    return submission.write_submission(task, preds, path)
+    task, rows = load_examples(workdir, split, input_file, max_rows, data_dir, task)
+    preds = predict_examples(workdir, rows, checkpoint, batch_size, task)
+    return evaluation.write_predictions(task, preds, rows, output_path(task, workdir, output))
 
 
 def run_flags(split_help: str) -> dict[str, Any]:
@@ -97,6 +114,7 @@ def run_flags(split_help: str) -> dict[str, Any]:
                                            "prediction batch (default: the run's)"),
         "data_dir": flags.DEFINE_string("data_dir", None,
                                         "CLUE folder (default: the run's data_dir)"),
+        "task": flags.DEFINE_string("task", None, "which task of a multi-task run"),
     }
     flags.mark_flags_as_required(["workdir"])
     return defined
@@ -130,7 +148,7 @@ def main() -> None:
     def body() -> None:
         print(run_predict(f["workdir"].value, f["split"].value, input_file.value, output.value,
                           f["checkpoint"].value, f["max_rows"].value, f["batch_size"].value,
-                          f["data_dir"].value))
+                          f["data_dir"].value, f["task"].value))
 
     run_main(body)
 

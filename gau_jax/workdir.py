@@ -152,11 +152,17 @@ def read_params(root: str | os.PathLike, checkpoint: str = "best", *,
     return tree, step, f"checkpoint step {step} of {root}"
 
 
+def stage_of(train_cfg: dict) -> str | None:
+    """A run config's stage: "pretrain" | "finetune" | "multitask" (workdirs written before the
+    field was named `stage` call it `kind`)."""
+    return train_cfg.get("stage", train_cfg.get("kind"))
+
+
 def read_workdir_params(root: Path, train_cfg: dict) -> tuple[PyTree, str]:
     """(the run's params tree as numpy, what was read, with the run's kind / method) of
     read_params(root, "best"); only a fine-tuning run warns when it kept no best step."""
-    kind = train_cfg.get("kind")
-    what = f"method {train_cfg.get('method', '?')}" if kind == "finetune" else \
-        "pretraining" if kind == "pretrain" else "no train_config.json"
-    tree, _, source = read_params(root, "best", warn=kind == "finetune")
+    stage = stage_of(train_cfg)
+    what = f"method {train_cfg.get('method', '?')}" if stage in ("finetune", "multitask") else \
+        "pretraining" if stage == "pretrain" else "no train_config.json"
+    tree, _, source = read_params(root, "best", warn=stage in ("finetune", "multitask"))
     return tree, f"{source} ({what})"

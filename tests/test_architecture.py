@@ -20,7 +20,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import pathlib
+import re
 
+Path = pathlib.Path
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ("gau_jax", "configs", "experiments")
 
@@ -214,3 +216,62 @@ def test_checker_sees_lazy_and_relative_imports(tmp_path):
     cycles = find_cycles(edges, "pkg")
     assert [[e.source for e in c] for c in cycles] == [["pkg.a", "pkg.sub.b"]]
     assert [e.source for e in _forbidden(edges, ("pkg.c",), "pkg.train")] == ["pkg.c"]
+
+
+def test_tasks_package_sits_between_data_models_and_train():
+    """gau_jax/tasks builds on data and models and is used by train: data, models and layers
+    never import it, and it never imports train, pretrained, convert or experiments."""
+    edges = import_graph()
+    bad = _forbidden(edges, ("gau_jax.data", "gau_jax.models", "gau_jax.layers"), "gau_jax.tasks")
+    bad += [e for target in ("gau_jax.train", "gau_jax.pretrained", "gau_jax.convert",
+                             "experiments") for e in _forbidden(edges, ("gau_jax.tasks",), target)]
+    assert not bad, _report("gau_jax/tasks imports from above it, or is imported from below:", bad)
+
+
+# A branch on a task kind or a task name: `.kind ==` / `!=` / `in`, a comparison or membership
+# test against a quoted kind or CLUE task name, or a dict keyed by kind names.
+_KINDS = ("classification", "multiple_choice", "span", "entities", "ner", "global_pointer")
+_NAMES = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
+          "chid", "cluener", "sentiment", "jsonl")
+_QUOTED = "|".join(_KINDS + _NAMES)
+DISPATCH = re.compile(
+    rf"(==|!=|\bin\b)\s*[\(\[\{{]?\s*[\"'](?:{_QUOTED})[\"']"   # == "c3", in ("c3", ...
+    rf"|[\"'](?:{_QUOTED})[\"']\s*(==|!=)"                       # "c3" == task
+    rf"|\{{\s*[\"'](?:{'|'.join(_KINDS)})[\"']\s*:"               # {"span": ...}
+    r"|\.kind\s*(==|!=|\bin\b|\bnot in\b)")                          # spec.kind == ...
+NOT_KINDS = re.compile(r"\.format\b|\.layer\b")  # file layouts, head layers: not task kinds
+
+
+def dispatch_sites(root: Path = ROOT) -> list[str]:
+    """file:line of every branch on a task kind or name outside gau_jax/tasks and the task
+    table (gau_jax/data/tasks.py), in gau_jax/, configs/ and experiments/."""
+    out = []
+    for folder in ("gau_jax", "configs", "experiments"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith("gau_jax/tasks/") or rel == "gau_jax/data/tasks.py":
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                code = line.split("#", 1)[0]
+                if DISPATCH.search(code) and not NOT_KINDS.search(code):
+                    out.append(f"{rel}:{n}: {line.strip()}")
+    return out
+
+
+def test_nothing_outside_the_task_package_branches_on_a_task_kind_or_name():
+    sites = dispatch_sites()
+    assert not sites, "branches on a task kind / name outside gau_jax/tasks:\n" + "\n".join(sites)
+
+
+def test_dispatch_check_catches_planted_branches(tmp_path):
+    """The grep above would see each way such a branch is written."""
+    for line in ('if spec.kind == "span":', 'if task in ("c3", "chid"):', 'if name == "cluener":',
+                 'M = {"classification": "accuracy", "span": "em"}', 'if "c3" == task:',
+                 "if kind != 'multiple_choice':"):
+        (tmp_path / "gau_jax").mkdir(exist_ok=True)
+        (tmp_path / "gau_jax" / "x.py").write_text(line + "\n")
+        for folder in ("configs", "experiments"):
+            (tmp_path / folder).mkdir(exist_ok=True)
+        assert dispatch_sites(tmp_path), line
+    (tmp_path / "gau_jax" / "x.py").write_text('if config.stage == "pretrain":\n')
+    assert not dispatch_sites(tmp_path)

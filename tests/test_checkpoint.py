@@ -138,7 +138,7 @@ def test_finetune_from_pretraining_workdir(tmp_path, uninterrupted):
                                   fresh["classifier"]["kernel"])
     trainer.run()
     # Independent count: one example at a time, argmax vs the label.
-    tok, labels = trainer.inputs.tokenizer, json.loads((tmp_path / "ft/labels.json").read_text())
+    tok, labels = trainer.setup.tokenizer, json.loads((tmp_path / "ft/labels.json").read_text())
     variables = {"params": trainer.host_state().params}
     apply = jax.jit(trainer.model.apply)
     hits = 0

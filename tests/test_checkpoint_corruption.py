@@ -101,7 +101,7 @@ def test_damaged_newest_checkpoint_is_skipped(tmp_path, template, damage, caplog
         assert trainer.step() == 2
         for a, b in zip(_leaves(trainer.host_state()), at2, strict=True):
             np.testing.assert_array_equal(a, b)
-        assert trainer.inputs.train.get_state() == {"index": 2}  # the data position of step 2
+        assert trainer.setup.train.get_state() == {"index": 2}  # the data position of step 2
         # the damaged step was moved aside, out of the way of the rewrite below
         assert not (workdir / "checkpoints" / "4").exists()
         assert _set_aside(workdir) == ["4"]

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from experiments.evaluate import evaluate
-from gau_jax.data import submission
+from gau_jax.tasks import submission
 from tests.clue_fixtures import write_clue
 
 
@@ -23,7 +23,7 @@ def clue(tmp_path_factory):
 def fake_workdir(path, task, data_dir):
     """What the scorer reads of a fine-tuning workdir: train_config.json."""
     path.mkdir(parents=True, exist_ok=True)
-    cfg = {"kind": "finetune", "task": task, "data_dir": str(data_dir), "bad_rows": "raise"}
+    cfg = {"stage": "finetune", "task": task, "data_dir": str(data_dir), "bad_rows": "raise"}
     (path / "train_config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return path
 

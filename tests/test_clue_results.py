@@ -8,7 +8,7 @@ import pytest
 
 from configs import clue_results as config_lib
 from experiments import clue_results
-from gau_jax.data import submission
+from gau_jax.tasks import submission
 from tests.clue_fixtures import write_clue
 
 

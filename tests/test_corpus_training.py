@@ -16,8 +16,8 @@ from gau_jax.data.prepare_corpus import prepare
 from gau_jax.data.readers import DataError
 from gau_jax.data.tokenizer import build_char_vocab
 from gau_jax.train import partition
-from gau_jax.train.inputs import build_inputs
 from gau_jax.train.loop import Trainer, train
+from gau_jax.train.setup import build_inputs
 from tests.train_helpers import tiny_pretrain_config
 
 LENGTH = 32
@@ -58,10 +58,10 @@ def test_stopped_and_resumed_run_is_bitwise_the_uninterrupted_one(data, tmp_path
     whole.run()
     stopped = Trainer(c, tmp_path / "resumed")
     stopped.run(stop_at=3)
-    assert stopped.inputs.train.get_state()["batch"] == 3
+    assert stopped.setup.train.get_state()["batch"] == 3
     stopped.close()
     resumed = Trainer(c, tmp_path / "resumed")
-    assert resumed.inputs.train.index == 3  # the data position came back with the step
+    assert resumed.setup.train.index == 3  # the data position came back with the step
     resumed.run()
     assert _losses(tmp_path / "resumed") == _losses(tmp_path / "whole")
     for a, b in zip(_params(resumed), _params(whole), strict=True):

@@ -5,8 +5,8 @@ Two kinds of bug the suite let through:
     both sides agree: here scores sit 1e-3 from the threshold, and exactly on it;
   - a metric tested only on hand-built (type, start, end) sets, so a bug in the function that
     builds the sets from prediction objects (what it keys on) is never exercised: here the
-    metrics come from `clue_metrics.score` on prediction and gold objects, and the NER objects
-    from `decode.predictions` on logits, against counts made by hand.
+    metrics come from `evaluation.score` on prediction and gold objects, and the NER objects
+    from the task kind's `decode` on logits, against counts made by hand.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gau_jax.data import clue_metrics as cm
-from gau_jax.data import submission
 from gau_jax.data.task_features_ner_mc import ner_features
 from gau_jax.data.tasks import CLUE_TASKS, CLUENER_TYPES
 from gau_jax.data.tokenizer import SPECIAL_TOKENS, ChineseTokenizer
 from gau_jax.models.global_pointer import NEG_INF, decode_spans, span_mask
-from gau_jax.train import decode
-from gau_jax.train.step import global_pointer_sums_fn
+from gau_jax.tasks import TaskOptions, evaluation, kind_of, submission
+from gau_jax.tasks.losses import global_pointer_sums_fn
 
 EPS = 1e-3
 CHARS = "甲乙丙丁戊己庚辛子丑寅卯辰巳午未申"
@@ -74,7 +72,7 @@ def test_global_pointer_exact_match_counts_scores_just_above_zero():
 
 
 def test_keep_best_replaces_only_on_a_strictly_higher_task_metric():
-    """The trainer's best-dev rule on its task's metric (Inputs.best_metric, here "em"): a score
+    """The trainer's best-dev rule on its task's metric (RunSetup.best_metric, here "em"): a score
     EPS higher replaces the best checkpoint, an equal or EPS lower one does not, and the other
     metrics (a higher "f1") are not what is compared."""
     from types import SimpleNamespace
@@ -124,7 +122,7 @@ def _ner_logits(features, n):
 
 
 def test_ner_predictions_from_logits_scored_by_the_public_metric():
-    """decode.predictions + clue_metrics.score on scores EPS around 0: objects and F1 by hand.
+    """the task kind's decode + evaluation.score on scores EPS around 0: objects and F1 by hand.
     TP 2 (甲乙, 丑寅) of 5 predicted and 4 gold: P 40, R 50, F1 200·2/9."""
     spec = CLUE_TASKS["cluener"]
     features = ner_features(NER_ROWS, _tok(), max_len=16)
@@ -132,21 +130,22 @@ def test_ner_predictions_from_logits_scored_by_the_public_metric():
     logits = _ner_logits(features, n)
     batch = {"row_ids": np.array([0, 1, 2, -1])}  # a filler row at the end
     outputs = [(batch, np.concatenate([logits, np.full_like(logits[:1], 5.0)]))]
-    objects, raw, seen = decode.predictions(spec, NER_ROWS, outputs, features)
+    d = kind_of(spec).decode(spec, NER_ROWS, outputs, features, (), TaskOptions())
+    objects, raw, seen = d.objects, d.raw, d.seen
     assert seen == {0, 1, 2} and len(raw) == 3
     assert objects == [
         {"id": 10, "label": {"name": {"甲乙": [[0, 1]]}, "company": {"丁戊": [[3, 4]]}}},
         {"id": 11, "label": {"game": {"丑寅": [[1, 2]]}, "movie": {"辰": [[4, 4]]}}},
         {"id": 12, "label": {"address": {"午未申": [[0, 2]]}}}]
     gold = submission.gold_objects("cluener", NER_ROWS)
-    out = cm.score("cluener", objects, gold)
+    out = evaluation.score("cluener", objects, gold)
     assert (out["precision"], out["recall"]) == pytest.approx((40.0, 50.0))
     assert out["f1"] == pytest.approx(200 * 2 / 9)
 
 
 # ------------------------------------------------------------------ score() on objects
 def test_entity_score_keys_on_type_and_offsets_by_example_id():
-    """cluener through clue_metrics.score: an entity matches on (type, start, end) of the row
+    """cluener through evaluation.score: an entity matches on (type, start, end) of the row
     with the same id — the text key does not matter, the type does, every mention counts, a
     row without a prediction misses its gold, predictions for unknown ids are ignored.
     By hand: TP 3 of 5 predicted (ids 9 and 3 are not gold rows: ignored) and 5 gold."""
@@ -160,12 +159,12 @@ def test_entity_score_keys_on_type_and_offsets_by_example_id():
             {"id": 9, "label": {"book": {"书": [[1, 1]]}}}]               # no such row
     pred[0]["label"]["game"]["CSOL"].append([4, 6])                      # wrong end
     pred.append({"id": 3, "label": {}})
-    out = cm.score("cluener", pred[:2], gold)
+    out = evaluation.score("cluener", pred[:2], gold)
     assert out["precision"] == pytest.approx(100 * 3 / 5)  # ids 9 and 3 not passed yet
     assert out["recall"] == pytest.approx(100 * 3 / 5)
     typed = [{"id": 0, "label": {"company": {"叶老桂": [[9, 11]]}}}]  # right span, wrong type
-    assert cm.score("cluener", typed, gold[:1])["f1"] == 0.0
-    both = cm.score("cluener", pred, gold)
+    assert evaluation.score("cluener", typed, gold[:1])["f1"] == 0.0
+    both = evaluation.score("cluener", pred, gold)
     assert both["precision"] == pytest.approx(100 * 3 / 5)  # id 9's prediction ignored
     assert both["f1"] == pytest.approx(200 * 3 / (5 + 5))
 
@@ -175,8 +174,8 @@ def test_accuracy_score_matches_predictions_to_gold_by_id():
     (counts as wrong), one for an unknown id (ignored); C3 compares choice texts."""
     gold = [{"id": 3, "label": "1"}, {"id": 5, "label": "0"}, {"id": 8, "label": "1"}]
     pred = [{"id": 8, "label": "1"}, {"id": 99, "label": "0"}, {"id": 3, "label": "1"}]
-    out = cm.score("afqmc", pred, gold)
+    out = evaluation.score("afqmc", pred, gold)
     assert (out["accuracy"], out["count"]) == (pytest.approx(200 / 3), 3)
     c3_gold = [{"id": "q1", "label": "北京"}, {"id": "q2", "label": "上海"}]
     c3_pred = [{"id": "q2", "label": "上海"}, {"id": "q1", "label": "上海"}]
-    assert cm.score("c3", c3_pred, c3_gold)["accuracy"] == 50.0
+    assert evaluation.score("c3", c3_pred, c3_gold)["accuracy"] == 50.0

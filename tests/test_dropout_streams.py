@@ -28,10 +28,11 @@ import pytest
 
 from configs import finetune
 from gau_jax.models import build_encoder, get_model_config
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train import methods
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
-from gau_jax.train.step import classification_sums_fn, make_eval_step, make_train_step
+from gau_jax.train.step import make_eval_step, make_train_step
 from tests import reference as ref
 
 P_C = 0.25  # classifier dropout (config.classifier_dropout)

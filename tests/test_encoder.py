@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from gau_jax.models import (
-    Classifier,
     ConfigError,
     build_encoder,
+    classifier,
     get_model_config,
     presets,
     stack_layers,
@@ -199,7 +199,7 @@ def test_dropout_needs_rng_and_is_off_when_deterministic():
 
 def test_classifier_head_shapes_and_param_tree():
     enc = build_encoder(_tiny("roformer_v2_tiny"))
-    clf = Classifier(encoder=enc, num_classes=3)
+    clf = classifier(encoder=enc, num_classes=3)
     ids, mask, seg = _batch()
     v = clf.init(jax.random.key(0), ids, mask, seg)
     assert set(v["params"]) == {"encoder", "classifier"}

@@ -1,7 +1,7 @@
 """The train step differentiates only the trainable partition; LoRA runs unmerged.
 
 Expected values come from jax.grad of the whole loss (all parameters) and from the merged LoRA
-kernels W + (α/r)·A·B applied to a plain Classifier, never from the step under test."""
+kernels W + (α/r)·A·B applied to a plain classifier, never from the step under test."""
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +11,14 @@ import pytest
 
 from configs import finetune
 from gau_jax.data import synthetic
-from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.models import build_encoder, classifier, get_model_config
 from gau_jax.models.peft import lora_matmul, merge_lora
 from gau_jax.models.tree import path_names
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train import compiled_costs, methods
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
-from gau_jax.train.step import classification_sums_fn, make_train_step, split_trainable
+from gau_jax.train.step import make_train_step, split_trainable
 
 RANK, ALPHA = 2, 4.0
 
@@ -98,7 +99,7 @@ def test_unmerged_lora_equals_merged_forward_and_grads(block):
     b = batch()
     args = (b["input_ids"], b["attention_mask"], b["segment_ids"])
     params = nonzero_b(spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"])
-    plain = Classifier(build_encoder(model_cfg(block)), 3)
+    plain = classifier(build_encoder(model_cfg(block)), 3)
 
     def loss(logits):
         return optax.softmax_cross_entropy_with_integer_labels(logits, b["labels"]).mean()

@@ -23,9 +23,10 @@ import numpy as np
 import optax
 import pytest
 
+from gau_jax.tasks.losses import weighted_sums
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
-from gau_jax.train.step import make_train_step, weighted_sums
+from gau_jax.train.step import make_train_step
 
 ROWS, FEATURES, CLASSES, LR = 8, 5, 4, 0.5
 

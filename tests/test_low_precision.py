@@ -13,9 +13,10 @@ from gau_jax.data import synthetic
 from gau_jax.layers.gau import GatedAttentionUnit, real_lengths
 from gau_jax.models import get_model_config
 from gau_jax.models.lst import build_model, cast_trunk, trainable_side
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
-from gau_jax.train.step import classification_sums_fn, make_train_step
+from gau_jax.train.step import make_train_step
 
 LOSS_RTOL = 0.02  # bfloat16 trunk vs float32 trunk: LST loss within 2 % (8-bit mantissa)
 

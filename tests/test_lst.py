@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.models import build_encoder, classifier, get_model_config
 from gau_jax.models.encoder import Block, encoder_config
 from gau_jax.models.lst import (
     LSTConfig,
@@ -18,9 +18,10 @@ from gau_jax.models.lst import (
     trainable_side,
 )
 from gau_jax.models.presets import ConfigError
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
-from gau_jax.train.step import classification_sums_fn, make_train_step
+from gau_jax.train.step import make_train_step
 
 
 def tiny(block="gau", **kw):
@@ -174,7 +175,7 @@ def _compiled(model, trainable, b):
 def test_compiled_temp_memory_below_full_finetuning():
     cfg = tiny("roformer_v2", hidden_size=128, num_heads=4, key_size=32, intermediate_size=512)
     b = batch(b=8, n=64)
-    full = _compiled(Classifier(build_encoder(cfg), 2), None, b)
+    full = _compiled(classifier(build_encoder(cfg), 2), None, b)
     lst = _compiled(build_model(cfg, 2, {"reduction": 8, "side_block": "gau"}), trainable_side, b)
     assert lst.temp_size_in_bytes < 0.5 * full.temp_size_in_bytes, (lst, full)
 

@@ -10,13 +10,13 @@ import pytest
 from gau_jax.models import get_model_config
 from gau_jax.models.encoder import encoder_config
 from gau_jax.models.lst import build_model, feature_indices, lst_config
+from gau_jax.tasks.losses import classification_sums_fn
 from gau_jax.train.feature_cache import (
     CachedSplit,
     build_cache,
     cached_sums_fn,
     estimate_bytes,
 )
-from gau_jax.train.step import classification_sums_fn
 from tests.test_lst import batch
 
 LST = {"reduction": 4, "side_layers": 2, "dropout": 0.0, "fusion": "additive", "head": "gated",

@@ -96,7 +96,7 @@ def test_pruned_init_needs_matching_side_block():
 
 @pytest.mark.slow
 def test_trainer_starts_from_the_pruned_side(tmp_path):
-    """Inputs.post_init puts the magnitude-pruned side into the Trainer's first state; the trunk
+    """RunSetup.post_init puts the magnitude-pruned side into the Trainer's first state; the trunk
     and the fresh head are those of a random-init run with the same seed."""
     from configs import finetune
     from gau_jax.train.loop import Trainer

@@ -63,7 +63,7 @@ def _config(mesh: dict):
 def _inputs(config, rows: slice):
     """synthetic_inputs' batches, this process's rows of each global batch."""
     from gau_jax.models import build_encoder
-    from gau_jax.train.inputs import Inputs
+    from gau_jax.train.inputs import RunSetup
     from gau_jax.train.step import mlm_sums_fn
     from tests.train_helpers import SyntheticMLM
 
@@ -73,7 +73,7 @@ def _inputs(config, rows: slice):
 
     model = build_encoder(config.model)
     dev = LocalRows(config.batch_size, config.max_length, seed=10_000)
-    return Inputs(model=model, sums_fn=mlm_sums_fn(model),
+    return RunSetup(model=model, sums_fn=mlm_sums_fn(model),
                   train=LocalRows(config.batch_size, config.max_length, config.seed),
                   dev_batches=lambda: (dev.batch(i) for i in range(2)),
                   model_config=config.model)

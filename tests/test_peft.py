@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import finetune
-from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.models import build_encoder, classifier, get_model_config
 from gau_jax.train import methods
 
 
@@ -41,7 +41,7 @@ def test_lora_zero_b_leaves_output_unchanged(block):
     spec = build_method("lora", cfg(block), 3, config)
     p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
     assert spec.encoder_path == ("base", "encoder")
-    plain = Classifier(build_encoder(cfg(block)), 3)
+    plain = classifier(build_encoder(cfg(block)), 3)
     want = plain.apply({"params": p["base"]}, IDS)
     np.testing.assert_allclose(spec.model.apply({"params": p}, IDS), want, rtol=1e-6, atol=1e-6)
     trained = leaves_where(spec.trainable(p), p)
@@ -58,7 +58,7 @@ def test_adapter_identity_at_init_and_mask():
     config = run_config(adapter_size=8)
     spec = build_method("adapter", cfg(), 3, config)
     p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
-    plain = Classifier(build_encoder(cfg()), 3)
+    plain = classifier(build_encoder(cfg()), 3)
     q = {"classifier": p["classifier"],
          "encoder": {k: v for k, v in p["encoder"].items() if k != "layers"}}
     q["encoder"]["layers"] = {k: v for k, v in p["encoder"]["layers"].items()

@@ -14,7 +14,7 @@ import pytest
 
 from configs import pretrain
 from gau_jax.data.masking import mask_units
-from gau_jax.train.inputs import build_inputs
+from gau_jax.train.setup import build_inputs
 
 WORDS = ("中国 人民 经济 发展 社会 国家 政府 企业 工作 问题 教育 文化 科学 技术 历史 世界 城市 "
          "农村 环境 生活 学生 老师 医院 银行 市场 音乐 电影 朋友 天气 公园").split()

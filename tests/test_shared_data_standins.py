@@ -15,12 +15,13 @@ import shutil
 
 import pytest
 
-from gau_jax.data import clue, submission
+from gau_jax.data import clue
 from gau_jax.data import clue_metrics as cm
 from gau_jax.data.readers import DataError
 from gau_jax.data.task_features import span_features, span_text
 from gau_jax.data.task_features_ner_mc import ner_entities, ner_features
 from gau_jax.data.tokenizer import SPECIAL_TOKENS, ChineseTokenizer, load_tokenizer
+from gau_jax.tasks import submission
 from tests.clue_fixtures import write_clue
 
 

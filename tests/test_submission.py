@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gau_jax.data import clue_metrics, submission
-from gau_jax.data.submission import SubmissionError
+from gau_jax.tasks import evaluation, submission
+from gau_jax.tasks.submission import SubmissionError
 from tests.clue_fixtures import write_clue
 
 
@@ -76,7 +76,7 @@ def test_gold_scores_perfect(clue, tmp_path):
         path = submission.write_submission(task, preds, tmp_path / f"{task}.json")
         back = submission.read_submission(task, path)
         submission.check_predictions(task, back, ex, path)
-        result = clue_metrics.score(task, back, gold)
+        result = evaluation.score(task, back, gold)
         assert result[result["metric"]] == 100.0, (task, result)
 
 

@@ -15,9 +15,9 @@ from gau_jax.data.task_features import (
     window_starts,
 )
 from gau_jax.data.task_features_ner_mc import choice_features, ner_entities, ner_features
-from gau_jax.data.task_pipeline import task_dataset
-from gau_jax.data.tasks import CLUENER_TYPES
+from gau_jax.data.tasks import CLUENER_TYPES, get_task
 from gau_jax.data.tokenizer import SPECIAL_TOKENS, ChineseTokenizer, build_char_vocab
+from gau_jax.tasks import TaskOptions, kind_of
 
 CHARS = "甲乙丙丁戊己庚辛壬癸问答子丑寅卯辰巳午未申酉戌亥"
 
@@ -133,35 +133,52 @@ def _c3(context: list[str], choices: list[str], label: int, qid: str = "d-0"):
             "answer": choices[label]}
 
 
+def task_dataset(f, *, batch_size, train, task="cmrc2018", seed=0, num_epochs=None,
+                 shard_index=0, shard_count=1, pad_multiple=32):
+    """Batches of features `f` through the task kind's own collator (gau_jax/tasks)."""
+    spec = get_task(task)
+    opts = TaskOptions(max_length=f.max_len, pad_multiple=pad_multiple, data_threads=1)
+    if num_epochs is not None:  # the kind's collator over a finite number of epochs
+        from gau_jax.data.pipeline import feature_dataset
+        from gau_jax.tasks.global_pointer import SpanCollator
+
+        return feature_dataset(f.rows, SpanCollator(f, batch_size, pad_multiple),
+                               batch_size=batch_size, train=train, seed=seed,
+                               num_epochs=num_epochs, shard_index=shard_index,
+                               shard_count=shard_count)
+    return kind_of(spec).batches(spec, None, None, f, opts, train=train, batch_size=batch_size,
+                                 seed=seed, shard=(shard_index, shard_count))
+
+
 def test_c3_choices_padded_masked_and_context_truncation(tok):
     rows = [_c3(["甲乙", "丙"], ["子", "丑"], 1, "a-0"), _c3(["甲"], ["子", "丑", "寅"], 2, "a-1")]
-    f = choice_features(rows, tok, "c3", max_len=16)
+    f = choice_features(rows, tok, get_task("c3"), max_len=16)
     assert f.num_choices == 4 and f.stats["contexts_truncated"] == 0
     assert f.rows[0]["input_ids"][1].tolist() == [tok.cls_id, *_ids(tok, "甲乙丙"), tok.sep_id,
                                                    *_ids(tok, "问丑"), tok.sep_id]
     (batch,) = list(task_dataset(f, batch_size=3, train=False, shard_index=0, shard_count=1,
-                                 pad_multiple=8))
+                                 pad_multiple=8, task="c3"))
     assert batch["input_ids"].shape == (3, 4, 8)
     assert batch["choice_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
     assert batch["labels"].tolist() == [1, 2, 0] and batch["weights"].tolist() == [1, 1, 0]
     assert batch["row_ids"].tolist() == [0, 1, -1]
     assert not batch["attention_mask"][0, 2:].any() and (batch["input_ids"][0, 2:] == 0).all()
     long = [_c3([CHARS[:12]], ["子"], 0)]
-    head = choice_features(long, tok, "c3", max_len=16, truncate="keep_head")
-    tail = choice_features(long, tok, "c3", max_len=16, truncate="keep_tail")
+    head = choice_features(long, tok, get_task("c3"), max_len=16, truncate="keep_head")
+    tail = choice_features(long, tok, get_task("c3"), max_len=16, truncate="keep_tail")
     room = 16 - 3 - 2  # question + choice = 2 tokens
     assert head.rows[0]["input_ids"][0].tolist()[1:1 + room] == _ids(tok, CHARS[:room])
     assert tail.rows[0]["input_ids"][0].tolist()[1:1 + room] == _ids(tok, CHARS[12 - room:12])
     assert head.stats["contexts_truncated"] == tail.stats["contexts_truncated"] == 1
     with pytest.raises(ValueError, match="truncate='middle'"):
-        choice_features(long, tok, "c3", max_len=16, truncate="middle")
+        choice_features(long, tok, get_task("c3"), max_len=16, truncate="middle")
 
 
 def test_chid_blank_window_centred(tok):
     cands = ["子丑寅卯", "辰巳午未", "申酉戌亥", "甲乙丙丁", "戊己庚辛", "壬癸子丑", "寅卯辰巳"]
     row = {"idx": 9, "content": "甲" * 50 + "#idiom#" + "乙" * 50, "candidates": cands,
            "label": 4}
-    f = choice_features([row], tok, "chid", max_len=32)
+    f = choice_features([row], tok, get_task("chid"), max_len=32)
     ids = f.rows[0]["input_ids"][4].tolist()
     # room = 32 - 3 - 4 (candidate) - 4 ([MASK]s) = 21: 10 left, 11 right of the blank
     assert ids == [tok.cls_id, *_ids(tok, "戊己庚辛"), tok.sep_id, *_ids(tok, "甲" * 10),
@@ -225,7 +242,6 @@ def test_tfds_rows_give_the_parsed_rows_features(tmp_path):
 
     from gau_jax.data import clue
     from gau_jax.data.clue_parsers import parse_split, split_files
-    from gau_jax.data.task_pipeline import build_features
     from gau_jax.data.tasks import CLUE_TASKS
     from tests.clue_fixtures import write_clue
 
@@ -236,14 +252,14 @@ def test_tfds_rows_give_the_parsed_rows_features(tmp_path):
         parsed = [ex for _, ex in parse_split(spec, split_files(spec, root / task)["dev"], "dev",
                                               collections.Counter())]
         source = clue.load_sources(task, root, tmp_path / "tfds")["dev"]
-        a = build_features(task, parsed, full, max_len=24, stride=8)
-        b = build_features(task, source, full, max_len=24, stride=8)
+        opts = TaskOptions(max_length=24, stride=8)
+        a = kind_of(spec).features(spec, parsed, full, opts)
+        b = kind_of(spec).features(spec, source, full, opts)
         assert a.stats == b.stats, task
 
         def key(f, r):
             row = f.rows[r]
-            ids = row["input_ids"] if f.kind != "multiple_choice" else np.concatenate(
-                row["input_ids"])
+            ids = np.concatenate(row["input_ids"]) if f.num_choices else row["input_ids"]
             extra = row["spans"].tolist() if "spans" in row else row["label"]
             return repr((f.meta[r]["id"], f.meta[r].get("window"), ids.tolist(), extra))
 

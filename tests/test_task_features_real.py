@@ -11,7 +11,7 @@ import pytest
 from gau_jax.data.clue_parsers import parse_split, split_files
 from gau_jax.data.task_features import span_features, span_text
 from gau_jax.data.task_features_ner_mc import ner_entities, ner_features
-from gau_jax.data.tasks import CLUE_TASKS
+from gau_jax.data.tasks import CLUE_TASKS, get_task
 from gau_jax.data.tokenizer import load_tokenizer
 
 pytestmark = pytest.mark.shared_data
@@ -116,7 +116,7 @@ def test_c3_and_chid_real_dev_choices(tok, shared_data):
     from gau_jax.data.task_features_ner_mc import choice_features
 
     c3 = _dev(shared_data, "c3")[:300]
-    f = choice_features(c3, tok, "c3", max_len=128)
+    f = choice_features(c3, tok, get_task("c3"), max_len=128)
     cut = 0
     for ex, m, r in zip(c3, f.meta, f.rows, strict=True):
         assert 2 <= len(r["input_ids"]) == len(ex["choice"]) <= 4
@@ -128,7 +128,7 @@ def test_c3_and_chid_real_dev_choices(tok, shared_data):
         cut += any(ctx + q + len(tok.encode_pieces(c)[0]) + 3 > 128 for c in ex["choice"])
     assert f.stats["contexts_truncated"] == cut > 0
     chid = _dev(shared_data, "chid")
-    g = choice_features(chid, tok, "chid", max_len=64)
+    g = choice_features(chid, tok, get_task("chid"), max_len=64)
     masks = [tok.mask_id] * 4
     for r in g.rows:
         assert len(r["input_ids"]) == 7

@@ -18,15 +18,21 @@ import optax
 import pytest
 
 from configs import finetune
+from gau_jax.data.tasks import get_task
 from gau_jax.models import get_model_config
 from gau_jax.models.global_pointer import GlobalPointer
+from gau_jax.tasks import TaskOptions, kind_of, losses
 from gau_jax.train import methods
 from gau_jax.train.state import create_state
-from gau_jax.train.step import make_train_step, sums_fn_for
+from gau_jax.train.step import make_train_step
 
 N, VOCAB = 8, 30
-KIND = {"c3": "multiple_choice", "cmrc2018": "global_pointer", "cluener": "global_pointer",
-        "tnews": "classification"}
+
+
+def head(c, num_classes: int):
+    """The head config.task's kind asks for (what the trainer passes to a method's build)."""
+    spec = get_task(c.task)
+    return kind_of(spec).head(spec, num_classes, TaskOptions.of(c))
 
 
 def tiny():
@@ -78,7 +84,7 @@ def init(model, ids):
 
 def one_step(task: str, method: str):
     c = config(task, method)
-    built = methods.get(method).build(c, tiny(), 10 if task == "cluener" else 15)
+    built = methods.get(method).build(c, tiny(), head(c, 10 if task == "cluener" else 15))
     b = batch(task)
     params = init(built.model, np.ones((1, N), np.int32))
     tx = optax.adam(1e-2)
@@ -86,7 +92,7 @@ def one_step(task: str, method: str):
         mask = built.trainable(params)
         tx = optax.multi_transform({True: tx, False: optax.set_to_zero()}, mask)
     state = create_state(params, tx, 0)
-    step = jax.jit(make_train_step(sums_fn_for(KIND[task], built.model), tx))
+    step = jax.jit(make_train_step(kind_of(get_task(task)).sums_fn(built.model), tx))
     new, metrics = step(state, b)
     assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
     before, after = head_leaves(params), head_leaves(new.params)
@@ -128,8 +134,9 @@ def _capture(cls, store):
 
 
 def test_lst_global_pointer_reads_the_side_token_states():
-    gp_built = methods.get("lst").build(config("cluener", "lst"), tiny(), 10)
-    cls_built = methods.get("lst").build(config("tnews", "lst"), tiny(), 15)
+    gp_c, cls_c = config("cluener", "lst"), config("tnews", "lst")
+    gp_built = methods.get("lst").build(gp_c, tiny(), head(gp_c, 10))
+    cls_built = methods.get("lst").build(cls_c, tiny(), head(cls_c, 15))
     b = batch("cluener")
     params = init(gp_built.model, b["input_ids"])
     cls_params = init(cls_built.model, b["input_ids"])
@@ -161,10 +168,10 @@ def test_lst_global_pointer_reads_the_side_token_states():
 
 def test_sums_mask_choices_and_count_exact_rows():
     c = config("c3", "full")
-    built = methods.get("full").build(c, tiny(), 0)
+    built = methods.get("full").build(c, tiny(), head(c, 0))
     b = batch("c3")
     params = init(built.model, b["input_ids"][:, 0])
-    sums = jax.jit(sums_fn_for("multiple_choice", built.model), static_argnums=(2, 3, 4))
+    sums = jax.jit(losses.multiple_choice_sums_fn(built.model), static_argnums=(2, 3, 4))
     logits = np.asarray(jax.jit(built.model.apply)({"params": params}, b["input_ids"],
                                                    b["attention_mask"], b["segment_ids"]))
     b2 = dict(b, choice_mask=b["choice_mask"].copy())
@@ -182,7 +189,7 @@ def test_sums_mask_choices_and_count_exact_rows():
             self.param("unused", nn.initializers.zeros, ())
             return jnp.asarray(np.where(batch("cluener")["span_labels"] > 0, 1.0, -1.0))
 
-    gp = sums_fn_for("global_pointer", Perfect())
+    gp = losses.global_pointer_sums_fn(Perfect())
     bg = batch("cluener")
     assert float(gp({"unused": 0.0}, bg, None, None, False)["correct"]) == 2.0
     bg["span_labels"] = bg["span_labels"].copy()

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from configs import finetune
-from gau_jax.data import submission
-from gau_jax.train import predict
-from gau_jax.train.inputs import build_inputs
+from gau_jax.tasks import evaluation, submission
+from gau_jax.train import trained_run as predict
 from gau_jax.train.loop import Trainer, validate_config
+from gau_jax.train.setup import build_inputs
 from tests.clue_fixtures import write_clue
 
 
@@ -39,7 +39,7 @@ def test_train_keep_best_by_clue_metric_and_predict(tmp_path, task, method, metr
     if task == "cluener":  # the side network pruned by the GlobalPointer loss's Fisher scores
         config.lst.update(init="fisher", fisher_examples=2, fisher_batch_size=1)
     trainer = Trainer(config, wd)
-    assert trainer.inputs.best_metric == metric
+    assert trainer.setup.best_metric == metric
     try:
         summary = trainer.run()
     finally:
@@ -57,9 +57,8 @@ def test_train_keep_best_by_clue_metric_and_predict(tmp_path, task, method, metr
     pred = predict.predict(run, examples)
     submission.check_predictions(task, pred.objects, examples)  # raises on a bad object
     if metric != "accuracy":  # the decoded dev metric is the one the trainer recorded
-        from gau_jax.data import clue_metrics
 
-        got = clue_metrics.score(task, pred.objects, submission.gold_objects(task, examples))
+        got = evaluation.score(task, pred.objects, submission.gold_objects(task, examples))
         assert got[metric] == pytest.approx(best[metric])
     assert predict.load_run(wd, "latest").step == 4
 

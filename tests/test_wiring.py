@@ -2,7 +2,7 @@
 
     classifier    logits = h_L[:, 0] W + b on a padded batch             ([CLS] is position 0)
     init          std = L^(−1/order)/sqrt(fan) (Su) on a tiny 8-layer model
-    lora          W' = W + (α/r)·A·B merged by hand, then the plain Classifier
+    lora          W' = W + (α/r)·A·B merged by hand, then the plain classifier
     lst           μ = sigmoid(α/T) with α ≠ 0 and T from config.lst; heads `up` and `gated`:
                   Dense(Up(s[:, 0])) and Dense(μ·h_L[:, 0] + (1−μ)·Up(s[:, 0])); additive
                   ladders; the trunk stays dropout-free while the model runs with dropout on
@@ -20,14 +20,15 @@ import pytest
 
 from configs import finetune
 from configs.common import trainer_config
-from gau_jax.models import Classifier, build_encoder, get_model_config
+from gau_jax.models import build_encoder, classifier, get_model_config
 from gau_jax.models.encoder import Block
 from gau_jax.models.lst import LSTConfig, build_model, side_config
+from gau_jax.tasks.losses import argmax_hits, weighted_sums
 from gau_jax.train import methods
 from gau_jax.train.feature_cache import CachedSplit
 from gau_jax.train.optim import optimizer_from_config
 from gau_jax.train.state import create_state
-from gau_jax.train.step import argmax_hits, make_train_step, weighted_sums
+from gau_jax.train.step import make_train_step
 
 LENGTHS = (9, 5, 2)
 
@@ -69,7 +70,7 @@ def apply(model, params, *args, **kw):
 @pytest.mark.parametrize("block", ["gau", "roformer_v2"])
 def test_classifier_logits_are_cls_state_times_dense(block):
     b = padded()
-    clf = Classifier(build_encoder(tiny(block)), num_classes=3)
+    clf = classifier(build_encoder(tiny(block)), num_classes=3)
     p = init(clf, b["input_ids"])
     h = apply(build_encoder(tiny(block)), p["encoder"], b["input_ids"], b["attention_mask"],
               b["segment_ids"], return_logits=False).last_hidden_state
@@ -125,7 +126,7 @@ def test_lora_output_equals_hand_merged_kernels(block):
             node = node[name]
         a, bb = np.asarray(p[key + "/A"], np.float64), np.asarray(p[key + "/B"], np.float64)
         node["kernel"] = node["kernel"] + (6.0 / 2) * np.einsum("lir,lro->lio", a, bb)
-    plain = Classifier(build_encoder(tiny(block)), 3)
+    plain = classifier(build_encoder(tiny(block)), 3)
     want = apply(plain, base, b["input_ids"], b["attention_mask"], b["segment_ids"])
     got = apply(built.model, p, b["input_ids"], b["attention_mask"], b["segment_ids"])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

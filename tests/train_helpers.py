@@ -7,7 +7,7 @@ import numpy as np
 from configs import pretrain
 from gau_jax.data.synthetic import IndexedBatches
 from gau_jax.models import build_encoder
-from gau_jax.train.inputs import Inputs
+from gau_jax.train.inputs import RunSetup
 from gau_jax.train.step import mlm_sums_fn
 
 VOCAB = 40
@@ -49,10 +49,10 @@ class SyntheticMLM(IndexedBatches):
                 "mlm_weights": weights}
 
 
-def synthetic_inputs(config) -> Inputs:
+def synthetic_inputs(config) -> RunSetup:
     model = build_encoder(config.model)
     train = SyntheticMLM(config.batch_size, config.max_length, config.seed)
     dev = SyntheticMLM(config.batch_size, config.max_length, seed=10_000)
-    return Inputs(model=model, sums_fn=mlm_sums_fn(model), train=train,
+    return RunSetup(model=model, sums_fn=mlm_sums_fn(model), train=train,
                   dev_batches=lambda: (dev.batch(i) for i in range(2)),
                   model_config=config.model)

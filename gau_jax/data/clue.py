@@ -39,30 +39,30 @@ _TEXT = _F.Text()
 def _features(spec: TaskSpec) -> _F.FeaturesDict:
     label = _F.ClassLabel(names=list(spec.label_names)) if spec.label_names else None
     idx = _F.Scalar(dtype=np.int64)
-    if spec.name == "tnews":
+    if spec.format == "tnews":
         d = {"idx": idx, "sentence": _TEXT, "keywords": _TEXT, "label": label}
-    elif spec.name == "csl":
+    elif spec.format == "csl":
         d = {"idx": idx, "abst": _TEXT, "keyword": _F.Sequence(_TEXT), "label": label}
-    elif spec.name == "cluewsc2020":
+    elif spec.format == "cluewsc2020":
         d = {"idx": idx, "text": _TEXT, "span1_index": _F.Scalar(dtype=np.int32),
              "span1_text": _TEXT, "span2_index": _F.Scalar(dtype=np.int32), "span2_text": _TEXT,
              "label": label}
-    elif spec.kind == "classification":
+    elif spec.format == "jsonl":  # sentence(-pair) classification
         d = {"idx": idx, **{f: _TEXT for f in spec.text_fields}, "label": label}
-    elif spec.name == "chid":
+    elif spec.format == "chid":
         d = {"idx": idx, "content": _TEXT, "candidates": _F.Sequence(_TEXT), "label": label}
-    elif spec.name == "c3":
+    elif spec.format == "c3":
         d = {"id": _TEXT, "context": _F.Sequence(_TEXT), "question": _TEXT,
              "choice": _F.Sequence(_TEXT), "answer": _TEXT, "label": _F.Scalar(dtype=np.int32)}
-    elif spec.name == "cmrc2018":
+    elif spec.format == "cmrc2018":
         d = {"id": _TEXT, "context": _TEXT, "question": _TEXT,
              "answers": _F.Sequence({"text": _TEXT, "answer_start": _F.Scalar(dtype=np.int32)})}
-    elif spec.name == "cluener":
+    elif spec.format == "cluener":
         d = {"idx": idx, "text": _TEXT, "entities": _F.Sequence({
             "type": _F.ClassLabel(names=list(CLUENER_TYPES)), "start": _F.Scalar(dtype=np.int32),
             "end": _F.Scalar(dtype=np.int32), "text": _TEXT})}
     else:  # pragma: no cover - the registry and this table are kept in step
-        raise KeyError(spec.name)
+        raise KeyError(spec.format)
     return _F.FeaturesDict(d)
 
 

@@ -42,17 +42,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gau_jax.data.tasks import get_task
-
 # The official script's sp_char list, in its order ('……' is one two-character entry).
 PUNCTUATION_LIST = ('-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=',
                     '，', '。', '：', '？', '！', '“', '”', '；', '’', '《', '》', '……', '·', '、',
                     '「', '」', '（', '）', '－', '～', '『', '』')
 PUNCTUATION = frozenset(p for p in PUNCTUATION_LIST if len(p) == 1)  # what a character can be
 _CJK = re.compile(r"[\u4e00-\u9fa5]")
-
-METRIC_OF_KIND = {"classification": "accuracy", "multiple_choice": "accuracy", "span": "em",
-                  "ner": "f1"}
 
 # ------------------------------------------------------------------ NLTKWordTokenizer rules
 _R = re.compile
@@ -207,28 +202,3 @@ def entity_f1(predicted: Sequence[set], gold: Sequence[set]) -> dict[str, float]
     return {"f1": 200.0 * tp / (n_pred + n_gold),
             "precision": 100.0 * tp / n_pred if n_pred else 0.0,
             "recall": 100.0 * tp / n_gold if n_gold else 0.0}
-
-
-# ------------------------------------------------------------------ per task
-def main_metric(task: str) -> str:
-    """The CLUE metric a task is ranked (and its best checkpoint kept) by."""
-    return METRIC_OF_KIND[get_task(task).kind]
-
-
-def score(task: str, predictions: Any, gold: Any) -> dict[str, Any]:
-    """The task's CLUE metrics of prediction objects against gold ones, matched by id.
-
-    classification / MC / NER: lists of {"id", "label"} (NER labels: entity dictionaries);
-    CMRC2018: predictions {question id: text}, gold {question id: [answer texts]}.
-    Ids are compared as given (check them first: gau_jax.data.submission.check_predictions)."""
-    kind = get_task(task).kind
-    out: dict[str, Any] = {"task": task, "metric": METRIC_OF_KIND[kind]}
-    if kind == "span":
-        return {**out, **cmrc2018_scores(predictions, gold)}
-    by_id = {p["id"]: p["label"] for p in predictions}
-    rows = [(by_id.get(g["id"]), g["label"]) for g in gold]
-    if kind == "ner":
-        return {**out, **entity_f1([entity_set(p or {}) for p, _ in rows],
-                                   [entity_set(g) for _, g in rows])}
-    return {**out, "accuracy": accuracy([p for p, _ in rows], [g for _, g in rows]),
-            "count": len(rows)}

@@ -52,14 +52,14 @@ def _label(row: dict, spec: TaskSpec, path: pathlib.Path, line: int, split: str)
 
 def _classification(spec: TaskSpec, path: pathlib.Path, line: int, row: dict,
                     split: str) -> Example | None:
-    if spec.name in ("ocnli", "cmnli") and row.get("label") == "-":
+    if spec.no_label and row.get("label") == spec.no_label:
         return None
     ex: Example = {"idx": row_index(row, line, path=path),
                    "label": _label(row, spec, path, line, split)}
-    if spec.name == "csl":
+    if spec.format == "csl":
         ex.update(abst=get_field(row, "abst", path, line),
                   keyword=get_strings(row, "keyword", path, line))
-    elif spec.name == "cluewsc2020":
+    elif spec.format == "cluewsc2020":
         ex["text"] = text = get_field(row, "text", path, line)
         target = get_field(row, "target", path, line, dict)
         for k in ("1", "2"):
@@ -73,7 +73,7 @@ def _classification(spec: TaskSpec, path: pathlib.Path, line: int, row: dict,
     else:
         for f in spec.text_fields:
             ex[f] = get_field(row, f, path, line)
-        if spec.name == "tnews":
+        if spec.format == "tnews":
             kw = row.get("keywords", "")
             ex["keywords"] = kw if isinstance(kw, str) else ""
     return ex
@@ -136,7 +136,7 @@ def _cluener(spec: TaskSpec, path: pathlib.Path, line: int, row: dict, split: st
 
 def _jsonl_examples(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
                     on_bad: OnBad) -> Iterator[tuple[str, Example]]:
-    row_fn, ids = _ROWS.get(spec.name, _classification), UniqueIds()
+    row_fn, ids = _ROWS.get(spec.format, _classification), UniqueIds()
     for line, row in iter_jsonl(path, on_bad):
         try:
             ex = row_fn(spec, path, line, row, split)
@@ -284,7 +284,7 @@ def parse_split(spec: TaskSpec, paths: list[pathlib.Path], split: str,
     """(key, example) of one split's files; a bad row raises, or with bad_rows="skip" is
     counted in stats["skipped"] (a split left without rows still raises)."""
     on_bad = bad_row_counter(bad_rows, stats)
-    parser = _DOCS.get(spec.name, _jsonl_examples)
+    parser = _DOCS.get(spec.format, _jsonl_examples)
     n = 0
     for path in paths:
         for key, ex in parser(spec, path, split, stats, on_bad):

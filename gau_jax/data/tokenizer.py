@@ -99,10 +99,13 @@ class ChineseTokenizer:
     def from_vocab_file(cls, path: str | os.PathLike) -> ChineseTokenizer:
         return cls(read_vocab(path))
 
+    def vocab_text(self) -> str:
+        """vocab.txt's content: one token per line, in id order."""
+        return "".join(self.inv_vocab[i] + "\n" for i in range(len(self.inv_vocab)))
+
     def save_vocab(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as f:
-            for i in range(len(self.inv_vocab)):
-                f.write(self.inv_vocab[i] + "\n")
+            f.write(self.vocab_text())
 
     # -- ids -----------------------------------------------------------------------------------
     @property

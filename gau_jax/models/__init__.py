@@ -10,11 +10,12 @@ from gau_jax.models.encoder import (
     stack_layers,
     unstack_layers,
 )
-from gau_jax.models.heads import Classifier, HeadSpec, TaskModel, head_spec
+from gau_jax.models.heads import Heads, HeadSpec, TaskModel, as_heads, classifier
 from gau_jax.models.presets import ConfigError, get_model_config
 
 __all__ = [
-    "Classifier", "ConfigError", "Encoder", "EncoderConfig", "EncoderOutput", "HeadSpec",
-    "TaskModel", "build_encoder", "encoder_config", "get_model_config", "head_spec", "presets",
+    "ConfigError", "Encoder", "EncoderConfig", "EncoderOutput", "HeadSpec",
+    "Heads", "TaskModel", "as_heads", "build_encoder", "classifier", "encoder_config",
+    "get_model_config", "presets",
     "stack_layers", "unstack_layers",
 ]

@@ -59,7 +59,15 @@ from gau_jax.models.encoder import (
     encoder_config,
     from_bits,
 )
-from gau_jax.models.heads import HeadSpec, apply_head, head_inputs
+from gau_jax.models.heads import (
+    Heads,
+    HeadSpec,
+    apply_heads,
+    as_heads,
+    head_inputs,
+    reads_cls_only,
+    select_head,
+)
 from gau_jax.models.presets import BLOCKS, ConfigError
 
 FUSIONS = ("gated", "additive")
@@ -74,7 +82,7 @@ class LSTConfig:
     """Every option of method=lst: `config.lst` of configs/finetune.py is made from these defaults.
 
     The module reads the side-network fields; the init / cache fields are read by the LST method
-    of the trainer (gau_jax/train/lst.py: pruned init, feature cache)."""
+    of the trainer (gau_jax/train/lst_method.py: pruned init, feature cache)."""
 
     reduction: int = 8                 # r: side width d/r (also FFN / GAU widths / r)
     min_side_width: int = 32           # small trunks: r lowered so d/r >= this (side_reduction)
@@ -88,7 +96,7 @@ class LSTConfig:
     dropout: float = 0.1               # side-network dropout (hidden and attention)
     remat: str = "full"                # side blocks recomputed in backward: none | full | dots
     scan_layers: bool = True           # side blocks under lax.scan (False: unrolled, same math)
-    # Trainer side (gau_jax/train/lst.py).
+    # Trainer side (gau_jax/train/lst_method.py).
     init: str = "random"               # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
     fisher_examples: int = 1024        # examples whose squared task-loss grads rank channels
     fisher_estimate: str = "per_example"  # Σ_i (∂ℓ_i/∂θ)² (LST paper) | "batch_mean": Σ_batches
@@ -213,17 +221,19 @@ class LadderSideTuning(nn.Module):
     lst: LSTConfig
     num_classes: int
     use_trunk: bool = True  # False: no trunk params; features must be passed (cached training)
-    task_head: HeadSpec | None = None  # None: classification of num_classes (lst.dropout)
+    task_head: HeadSpec | Heads | None = None  # None: classification of num_classes
+    #                                              (every head's dropout: lst.dropout)
 
     @nn.compact
     def __call__(self, input_ids: jnp.ndarray | None = None,
                  attention_mask: jnp.ndarray | None = None,
                  segment_ids: jnp.ndarray | None = None, *, deterministic: bool = True,
                  residual_scale: float | jnp.ndarray = 1.0,
-                 features: jnp.ndarray | None = None) -> jnp.ndarray:
+                 features: jnp.ndarray | None = None, task: str | None = None) -> jnp.ndarray:
         cfg, lst = side_config(self.trunk, self.lst), self.lst
-        head = self.task_head or HeadSpec("classification", self.num_classes)
-        head = dataclasses.replace(head, dropout_rate=lst.dropout)
+        heads = tuple((n, dataclasses.replace(h, dropout_rate=lst.dropout)) for n, h in
+                      as_heads(self.task_head or HeadSpec("classification", self.num_classes)))
+        head = select_head(heads, task)[1]
         if input_ids is not None:
             input_ids, attention_mask, segment_ids, choices = head_inputs(
                 head, input_ids, attention_mask, segment_ids)
@@ -285,15 +295,15 @@ class LadderSideTuning(nn.Module):
         else:
             for i in range(cfg.num_layers):
                 s, _ = layer(s, jax.tree.map(lambda a, i=i: a[i], xs))
-        t = s[:, :1] if head.pools_cls else s  # token states the head reads
+        t = s[:, :1] if reads_cls_only(heads, task, self.is_initializing()) else s  # head input
         if lst.head != "side":
             t = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,
                          kernel_init=su_init(1, 2), name="up")(t)
         if lst.head == "gated":
             mu = self.gate("head_gate").astype(dt)
             t = mu * feature(source, K - 1)[:, :t.shape[1]].astype(dt) + (1 - mu) * t
-        return apply_head(head, t, attention_mask, deterministic=deterministic,
-                          num_choices=choices)
+        return apply_heads(self, heads, task, t, attention_mask, deterministic=deterministic,
+                           num_choices=choices)
 
     def gate(self, name: str) -> jnp.ndarray:
         """μ = sigmoid(α/T), α a scalar parameter initialised to 0."""
@@ -332,7 +342,8 @@ def cast_trunk(params: Any, lst: Any = None) -> Any:
 
 
 def build_model(model_config: Any, num_classes: int, lst: Any = None,
-                use_trunk: bool = True, head: HeadSpec | None = None) -> LadderSideTuning:
+                use_trunk: bool = True, head: HeadSpec | Heads | None = None
+                ) -> LadderSideTuning:
     """LadderSideTuning for a trunk model config and config.lst (validated here)."""
     trunk = model_config if isinstance(model_config, EncoderConfig) else \
         encoder_config(model_config)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gau_jax.layers.gau import GatedOutput
-from gau_jax.models.heads import HEAD_PARAMS, Classifier
+from gau_jax.models.heads import HEAD_PARAMS, TaskModel
 from gau_jax.models.tree import path_names
 
 ADAPTER_SIZE = 64  # default Houlsby bottleneck width (config.adapter_size)
@@ -48,16 +48,17 @@ def _is_target(names: tuple[str, ...], targets: tuple[str, ...]) -> bool:
 
 
 class LoRA(nn.Module):
-    """A Classifier whose encoder kernels named in `targets` get a low-rank update A·B."""
+    """A TaskModel whose encoder kernels named in `targets` get a low-rank update A·B."""
 
-    classifier: Classifier  # its params live under "base" (applied unbound, with merged kernels)
+    classifier: TaskModel  # its params live under "base" (applied unbound, with merged kernels)
     rank: int               # r; defaults of all three: LoRAConfig
     alpha: float            # α (update scaled by α / r)
     targets: tuple[str, ...]  # encoder Dense names that get LoRA
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, segment_ids=None, *,
-                 deterministic: bool = True, residual_scale: float | jnp.ndarray = 1.0):
+                 deterministic: bool = True, residual_scale: float | jnp.ndarray = 1.0,
+                 task: str | None = None):
         inner = self.classifier.clone(parent=None)
         base = self.param("base", lambda rng: inner.init(rng, input_ids)["params"])
         lora = {"base": base}
@@ -77,7 +78,7 @@ class LoRA(nn.Module):
         with nn.intercept_methods(_unmerged_dense(self.alpha / self.rank)):
             return inner.apply({"params": params}, input_ids, attention_mask, segment_ids,
                                deterministic=deterministic, residual_scale=residual_scale,
-                               rngs=rngs)
+                               task=task, rngs=rngs)
 
 
 _A, _B = "lora_A", "lora_B"  # where the factors sit beside a Dense's kernel inside the forward
@@ -151,11 +152,17 @@ def is_adapter(names: tuple[str, ...]) -> bool:
     return any(k.startswith("Adapter") for k in names)
 
 
+def is_head(names: tuple[str, ...]) -> bool:
+    """A task head's leaf: "classifier/..." / "global_pointer/...", or under a task's name
+    ("<task>/classifier/...": the heads of several tasks, gau_jax/models/heads.py)."""
+    return names[0] in HEAD_PARAMS or len(names) > 1 and names[1] in HEAD_PARAMS
+
+
 # Trainable masks (True = trains). The trunk of LoRA sits at ("base", "encoder").
-# The task head (HEAD_PARAMS: "classifier" or "global_pointer") always trains.
-lora_trainable = _mask(lambda n: n[0] != "base" or n[1] in HEAD_PARAMS)
-adapter_trainable = _mask(lambda n: n[0] in HEAD_PARAMS or is_adapter(n))
-bitfit_trainable = _mask(lambda n: n[0] in HEAD_PARAMS or n[-1] == "bias")
+# The task head(s) always train.
+lora_trainable = _mask(lambda n: n[0] != "base" or is_head(n[1:]))
+adapter_trainable = _mask(lambda n: is_head(n) or is_adapter(n))
+bitfit_trainable = _mask(lambda n: is_head(n) or n[-1] == "bias")
 
 
 def adapter_config(model_config: Any, adapter_size: int) -> ml_collections.ConfigDict:
@@ -182,7 +189,7 @@ def bitfit_config(model_config: Any, pretrained: str = "") -> ml_collections.Con
 
 
 def merge_lora(params: dict, alpha: float) -> dict:
-    """The plain Classifier params {"encoder", "classifier"} a trained LoRA computes with: every
+    """The plain TaskModel params {"encoder", "classifier"} a trained LoRA computes with: every
     kernel W with top-level leaves "<path>/A", "<path>/B" (optionally "encoder/<path>/…") becomes
     W + (α/r)·A·B, r = A.shape[-1]. Pure; numpy stays numpy, jax stays jax."""
     base = params["base"]

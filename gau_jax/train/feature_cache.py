@@ -1,4 +1,4 @@
-"""Cached trunk features for LST (used by the LST method, gau_jax/train/lst.py).
+"""Cached trunk features for LST (used by the LST method, gau_jax/train/lst_method.py).
 
 The frozen trunk is deterministic, so the side network's inputs (h_0 and the ladder layers'
 states, K = 1 + L_s of the L+1 hidden states) are a fixed function of each example. They are
@@ -34,7 +34,7 @@ from tqdm import tqdm
 from gau_jax.atomic import write_text_atomic
 from gau_jax.models.encoder import Encoder
 from gau_jax.models.lst import frozen_trunk_config
-from gau_jax.train.step import apply_rows, model_kwargs, weighted_sums
+from gau_jax.tasks.losses import apply_rows, model_kwargs, weighted_sums
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 

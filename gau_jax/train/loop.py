@@ -6,8 +6,8 @@
                                                          async, then step t-1 is waited for)
         every log_every_steps:        train means → metrics.jsonl / TensorBoard / progress
         every eval_every_steps + end: dev sums → accuracy (span / NER: + EM, F1 decoded by
-                                      Inputs.dev_eval) → DIR/best when the task's CLUE
-                                      metric (Inputs.best_metric) improves
+                                      RunSetup.dev_eval) → DIR/best when the task's CLUE
+                                      metric (RunSetup.best_metric) improves
         every checkpoint_every_steps + end: state + iterator state → DIR/checkpoints
 
 A workdir that already holds a checkpoint resumes from it (params, optimizer state, step, data
@@ -36,11 +36,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from gau_jax import workdir as layout
-from gau_jax.data.tasks import check_task
 from gau_jax.train import checkpoint as ckpt_lib
 from gau_jax.train import inputs as inputs_lib
 from gau_jax.train import methods, partition
 from gau_jax.train import metrics as metrics_lib
+from gau_jax.train import setup as setup_lib
 from gau_jax.train.optim import count_trainable, optimizer_from_config, schedule_from_config
 from gau_jax.train.state import TrainState, create_state
 from gau_jax.train.step import make_eval_step, make_train_step
@@ -52,6 +52,7 @@ from gau_jax.train.stopping import (
     Stopped,
     check_finite,
 )
+from gau_jax.train.task_setup import task_names
 
 __all__ = ["EXIT_NONFINITE", "EXIT_PREEMPTED", "RESUMABLE_FIELDS", "NonFiniteError", "Stopped",
            "Trainer", "changed_fields", "train", "validate_config"]  # stopping's: re-exported
@@ -69,19 +70,23 @@ STEPS_IN_FLIGHT = 2
 _COUNTERS = ("skipped_updates", "bad_streak")  # step metrics that are counts, not means
 
 
+STAGES = ("pretrain", "finetune", "multitask")  # config.stage: what a run trains
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Errors (naming the field) that must stop a run before anything is built."""
-    if config.kind not in ("pretrain", "finetune"):
-        raise ValueError(f"config.kind={config.kind!r} must be 'pretrain' or 'finetune'")
+    if config.stage not in STAGES:
+        raise ValueError(f"config.stage={config.stage!r} must be one of {STAGES}")
+    tasks = config.stage != "pretrain"
     for field in ("total_steps", "batch_size", "grad_accum_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_consecutive_skips"):
-        if field == "total_steps" and config.kind == "finetune" and config.get("epochs", 0) > 0 \
+        if field == "total_steps" and tasks and config.get("epochs", 0) > 0 \
                 and int(config[field]) == 0:
-            continue  # fine-tuning: total_steps = epochs × steps per epoch (inputs.py)
+            continue  # fine-tuning: total_steps = epochs × steps per epoch (task_setup.py)
         if int(config[field]) <= 0:
             raise ValueError(f"config.{field} must be positive, got {config[field]}")
-    if config.kind == "finetune":
-        check_task(config.task)
+    if tasks:
+        task_names(config)  # checks every task name
         methods.check(config.method)
     partition.check_config(config)
 
@@ -122,7 +127,7 @@ class Trainer:
     DIR/train_config.json)."""
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path,
-                 inputs: inputs_lib.Inputs | None = None):
+                 inputs: inputs_lib.RunSetup | None = None):
         validate_config(config)
         self.workdir = Path(workdir)
         created = not self.workdir.exists()
@@ -138,18 +143,18 @@ class Trainer:
     def _setup(self, config, inputs) -> None:
         resolved = inputs_lib.resolve_config(config)
         self._check_rerun(resolved, derived=True)  # before any data is opened
-        self.inputs = inputs or inputs_lib.build_inputs(resolved, self.workdir)
-        self.config = self.inputs.config or resolved
+        self.setup = inputs or setup_lib.build_inputs(resolved, self.workdir)
+        self.config = self.setup.config or resolved
         self._check_rerun(self.config)
-        self.model, self.sums_fn = self.inputs.model, self.inputs.sums_fn
-        self.tx = optimizer_from_config(self.config, self.inputs.trainable)
+        self.model, self.sums_fn = self.setup.model, self.setup.sums_fn
+        self.tx = optimizer_from_config(self.config, self.setup.trainable)
         self.schedule = schedule_from_config(self.config)
         self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=self.config.keep_checkpoints,
                                           async_save=self.config.async_checkpoints)
         self.par = partition.strategy(self.config)
-        self.par.static = getattr(self.inputs.train, "static_shapes", False)
+        self.par.static = getattr(self.setup.train, "static_shapes", False)
         self._build_state()
-        inputs_lib.write_model_files(self.workdir, self.inputs, self.config)
+        inputs_lib.write_model_files(self.workdir, self.setup, self.config)
         self._build_steps()
 
     def _check_rerun(self, config: ml_collections.ConfigDict, derived: bool = False) -> None:
@@ -159,10 +164,12 @@ class Trainer:
         if not saved.exists() or not (self.workdir / layout.CHECKPOINTS).is_dir():
             return
         old = json.loads(saved.read_text())
+        if "kind" in old and "stage" not in old:  # written before the field was renamed
+            old["stage"] = old.pop("kind")
         new = json.loads(config.to_json_best_effort())
         changed = changed_fields(old, new)
         if derived:  # pretraining fills in the vocabulary size, fine-tuning init_from's model
-            derived_fields = (("model.vocab_size",) if config.kind == "pretrain"
+            derived_fields = (("model.vocab_size",) if config.stage == "pretrain"
                               else ("model.", "total_steps"))
             changed = [f for f in changed if not f.startswith(derived_fields)]
         if changed:
@@ -176,11 +183,11 @@ class Trainer:
     def _init_state(self) -> TrainState:
         dummy = jnp.ones((1, self.config.max_length), jnp.int32)
         params = self.model.init(jax.random.PRNGKey(self.config.seed), dummy)["params"]
-        if self.inputs.pretrained is not None:
-            params = ckpt_lib.merge_pretrained(params, self.inputs.pretrained,
-                                               self.inputs.encoder_path, self.inputs.keep_fresh)
-        if self.inputs.post_init is not None:  # e.g. LST's pruned side initialisation
-            params = self.inputs.post_init(params)
+        if self.setup.pretrained is not None:
+            params = ckpt_lib.merge_pretrained(params, self.setup.pretrained,
+                                               self.setup.encoder_path, self.setup.keep_fresh)
+        if self.setup.post_init is not None:  # e.g. LST's pruned side initialisation
+            params = self.setup.post_init(params)
         return create_state(params, self.tx, self.config.seed)
 
     def _build_state(self) -> None:
@@ -198,16 +205,16 @@ class Trainer:
             state = self.par.init(self._init_state)
         self.state = self.par.place(state)
         if self.data_state is not None:
-            self.inputs.train.set_state(self.data_state)
+            self.setup.train.set_state(self.data_state)
         self.num_params = count_trainable(abstract.params)
-        self.num_trainable = count_trainable(abstract.params, self.inputs.trainable)
+        self.num_trainable = count_trainable(abstract.params, self.setup.trainable)
 
     def _build_steps(self) -> None:
         c, axis = self.config, self.par.axis_name
         train_step = make_train_step(self.sums_fn, self.tx, grad_accum_steps=c.grad_accum_steps,
                                      residual_ramp_steps=c.residual_ramp_steps, axis_name=axis,
                                      skip_nonfinite=c.skip_nonfinite_updates,
-                                     trainable=self.inputs.trainable)
+                                     trainable=self.setup.trainable)
         eval_step = make_eval_step(self.sums_fn, residual_ramp_steps=c.residual_ramp_steps,
                                    axis_name=axis)
         self.train_step, self.eval_step = self.par.compile(train_step, eval_step)
@@ -228,25 +235,25 @@ class Trainer:
         """The start block: devices, processes, mesh, parameters, data and steps."""
         c, dev = self.config, jax.devices()[0]
         mesh = getattr(self.par, "mesh", None)
-        what = " ".join(str(x) for x in (c.kind, c.get("task"), c.get("method")) if x)
+        what = " ".join(str(x) for x in (c.stage, c.get("task"), c.get("method")) if x)
         lines = [f"run: {what} -> {self.workdir}",
                  f"devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}) in "
                  f"{jax.process_count()} process(es); parallel={c.parallel}"
                  + (f", mesh {dict(mesh.shape)}" if mesh is not None else ""),
                  f"parameters: {self.num_params:,} total, {self.num_trainable:,} trainable",
                  f"batch {c.batch_size} x {c.max_length} tokens, steps {c.total_steps}"]
-        if self.inputs.data_sizes:
+        if self.setup.data_sizes:
             lines.append("data: " + ", ".join(f"{k} {v:,}" for k, v in
-                                              self.inputs.data_sizes.items()))
+                                              self.setup.data_sizes.items()))
         return "\n".join(lines)
 
     # --------------------------------------------------------------------------- running
     def evaluate(self) -> dict[str, float]:
         """Dev metrics from sums over the dev set: loss, accuracy, count; span / NER tasks add
-        their CLUE metrics from decoded predictions (Inputs.dev_eval: em + f1, or f1 +
+        their CLUE metrics from decoded predictions (RunSetup.dev_eval: em + f1, or f1 +
         precision + recall, in percent; "accuracy" there = rows predicted exactly)."""
         totals = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
-        for i, batch in enumerate(self.inputs.dev_batches()):
+        for i, batch in enumerate(self.setup.dev_batches()):
             if self.config.eval_batches and i >= self.config.eval_batches:
                 break
             sums = self.par.first(self.eval_step(self.state, self.par.device_batch(batch)))
@@ -255,22 +262,22 @@ class Trainer:
         w = max(totals["weight"], 1e-9)
         dev = {"loss": totals["loss"] / w, "accuracy": totals["correct"] / w,
                "count": totals["weight"]}
-        dev_eval = getattr(self.inputs, "dev_eval", None)
+        dev_eval = getattr(self.setup, "dev_eval", None)
         if dev_eval is not None:
             dev.update(dev_eval(self.host_state().params))
         return dev
 
     def _save(self, step: int, pending: list[dict], last_train: dict) -> None:
         meta = {"step": step, "best": self.best, "pending": pending, "last_train": last_train}
-        data = self.inputs.train.get_state()
-        if getattr(self.inputs.train, "global_state", False):
+        data = self.setup.train.get_state()
+        if getattr(self.setup.train, "global_state", False):
             meta["data"] = data  # process-independent: restorable on another process count
         self.ckpt.save(step, self.host_state(), data, meta)
 
     def _maybe_keep_best(self, step: int, dev: dict[str, float]) -> None:
         if not self.config.get("keep_best", False):
             return
-        name = getattr(self.inputs, "best_metric", "accuracy")  # the task's CLUE metric
+        name = getattr(self.setup, "best_metric", "accuracy")  # the task's CLUE metric
         if self.best is None or dev[name] > self.best.get(name, -math.inf):
             self.best = {"step": step, **dev}
             self.ckpt.save_best(step, self.host_state().params, self.best)
@@ -291,7 +298,7 @@ class Trainer:
             return json.loads(done.read_text())
         self._say(self.describe())
         writer = metrics_lib.MetricWriter(self.workdir, tensorboard=c.tensorboard)
-        bar = metrics_lib.Progress(start, c.total_steps, desc=c.kind, enabled=c.progress_bar)
+        bar = metrics_lib.Progress(start, c.total_steps, desc=c.stage, enabled=c.progress_bar)
         run = _Run(end, writer, bar, records=list(self.resume_meta.get("pending") or []),
                    last_train=dict(self.resume_meta.get("last_train") or {}), t0=time.time())
         try:
@@ -308,7 +315,7 @@ class Trainer:
         """Step `step`: dispatch; at a sync, read the step metrics; log, evaluate, checkpoint,
         and stop (Stopped) when a signal or preemption asks for it."""
         c = self.config
-        batch = self.par.device_batch(next(self.inputs.train))
+        batch = self.par.device_batch(next(self.setup.train))
         self.state, m = self.train_step(self.state, batch)
         run.pending.append(m)
         if len(run.pending) >= STEPS_IN_FLIGHT:  # a wait, not a transfer (STEPS_IN_FLIGHT)
@@ -347,14 +354,14 @@ class Trainer:
         rate = run.bar.steps_per_second(step)  # NaN until a step after the first
         if math.isfinite(rate):
             run.last_train["steps_per_s"] = rate
-        rows_drawn = getattr(self.inputs.train, "rows_drawn", None)
+        rows_drawn = getattr(self.setup.train, "rows_drawn", None)
         if rows_drawn is not None:  # a corpus mixture's rows so far
             run.last_train.update({f"rows/{k}": v for k, v in rows_drawn().items()})
         run.writer.write(step, "train", run.last_train)
         run.records = []
 
     def _has_dev(self) -> bool:
-        return self.inputs.dev_batches is not None  # None: a run without evaluation
+        return self.setup.dev_batches is not None  # None: a run without evaluation
 
     def _finish(self, start: int, run: _Run) -> dict[str, Any]:
         """The summary once the steps are done (written when the run reached total_steps)."""
@@ -389,7 +396,7 @@ class Trainer:
 
     def close(self) -> None:
         self.ckpt.close()
-        close = getattr(self.inputs.train, "close", None)
+        close = getattr(self.setup.train, "close", None)
         if close is not None:
             close()
 

@@ -1,12 +1,13 @@
 """Fine-tuning methods as plugins: a registry name → one `Method` object.
 
-A Method says, for a resolved run config, model config and number of classes,
+A Method says, for a resolved run config, model config and the task head(s) its task kind(s)
+ask for (gau_jax/tasks: a HeadSpec, or one per task of a multi-task run),
 
-    build(config, model_config, num_classes) -> Built
+    build(config, model_config, head) -> Built         (head: an int K = K-class classification)
         model          model.apply({"params": p}, input_ids, attention_mask, segment_ids,
-                       deterministic=..., rngs={"dropout": k}) -> float32 logits of the task's
-                       head (`head_of`: classification [b, K], multiple choice [b, C] from
-                       [b, C, n] inputs, GlobalPointer spans [b, T, n, n]; gau_jax/models/heads.py)
+                       deterministic=..., rngs={"dropout": k}[, task=t]) -> float32 logits of
+                       the head (classification [b, K], multiple choice [b, C] from [b, C, n]
+                       inputs, GlobalPointer spans [b, T, n, n]; gau_jax/models/heads.py)
         trainable      fn(params) -> bool pytree (None = every leaf trains); False leaves are
                        frozen: no gradient (the train step differentiates the trainable
                        partition only), update 0, no optimizer state (optax.multi_transform)
@@ -15,12 +16,12 @@ A Method says, for a resolved run config, model config and number of classes,
         keep_fresh     fn(leaf path) -> True for leaves a pretrained trunk need not have
                        (e.g. adapters): they keep their fresh init
     prepare(inputs, config, workdir, splits, task) -> inputs      optional input hook
-        (LST: pruned side init, cached trunk features; gau_jax/train/lst.py)
+        (LST: pruned side init, cached trunk features; gau_jax/train/lst_method.py)
 
 Built in: full (here), lora, adapter, bitfit (here, models in gau_jax/models/peft.py) and lst
-(gau_jax/train/lst.py, imported on first use). Each composes its trunk (or LST's side network)
-with the head that config.task's kind asks for (`head_of`, `task_model`), so every method trains
-every task kind. A new method registers itself:
+(gau_jax/train/lst_method.py, imported on first use). Each composes its trunk (or LST's side
+network) with the head it is given (`task_model`), so every method trains every task kind and
+the multi-task stage. A new method registers itself:
 
     register(Method("mine", build=build_mine))
 
@@ -36,8 +37,8 @@ from typing import Any
 
 import flax.linen as nn
 
-from gau_jax.data.tasks import CLUE_TASKS
-from gau_jax.models import Classifier, HeadSpec, TaskModel, build_encoder, head_spec, peft
+from gau_jax.models import Heads, HeadSpec, TaskModel, build_encoder, peft
+from gau_jax.models.heads import HEAD_DROPOUT
 
 PathFn = Callable[[tuple[str, ...]], bool]
 
@@ -58,13 +59,13 @@ class Method:
     """A fine-tuning method: its builder and an optional input hook."""
 
     name: str
-    build: Callable[[Any, Any, int], Built]
+    build: Callable[[Any, Any, Any], Built]
     prepare: Callable[..., Any] | None = None
 
 
 _REGISTRY: dict[str, Method] = {}
 # Methods that live in their own train module, imported on first use: name → module.
-PLUGINS: dict[str, str] = {"lst": "gau_jax.train.lst"}
+PLUGINS: dict[str, str] = {"lst": "gau_jax.train.lst_method"}
 
 
 def register(method: Method) -> Method:
@@ -93,59 +94,44 @@ def get(name: str) -> Method:
     return _REGISTRY[name]
 
 
-def task_kind(task: str) -> str:
-    """TaskSpec.kind of config.task (sentiment, jsonl and unknown names: classification)."""
-    spec = CLUE_TASKS.get(task)
-    return spec.kind if spec is not None else "classification"
-
-
-def head_of(config: Any, num_classes: int) -> HeadSpec:
-    """The head config.task needs: classification of num_classes, multiple choice, or a
-    GlobalPointer (span: 1 type; ner: num_classes types), with config.classifier_dropout and
-    config.gp_head_size / gp_efficient (defaults 64 / True)."""
-    return head_spec(task_kind(config.get("task", "")), num_classes,
-                     dropout_rate=config.get("classifier_dropout", 0.1),
-                     head_size=config.get("gp_head_size", 64),
-                     efficient=config.get("gp_efficient", True))
-
-
-def task_model(model_config: Any, head: HeadSpec) -> Classifier | TaskModel:
-    """Encoder + head (a classification head is the plain Classifier)."""
-    if head.kind == "classification":
-        return Classifier(encoder=build_encoder(model_config), num_classes=head.num_classes,
-                          dropout_rate=head.dropout_rate)
+def task_model(model_config: Any, head: HeadSpec | Heads) -> TaskModel:
+    """Encoder + the task head(s)."""
     return TaskModel(encoder=build_encoder(model_config), head=head)
 
 
-def classifier(model_config: Any, num_classes: int, config: Any) -> Classifier | TaskModel:
-    """Encoder + the head of config.task (a [CLS] classifier for classification tasks)."""
-    return task_model(model_config, head_of(config, num_classes))
+def as_head(config: Any, head: HeadSpec | Heads | int) -> HeadSpec | Heads:
+    """A builder's head argument: an int K is a classification head of K classes (dropout
+    config.classifier_dropout)."""
+    if isinstance(head, int):
+        return HeadSpec("classification", head, float(config.get("classifier_dropout",
+                                                                  HEAD_DROPOUT)))
+    return head
 
 
-def _full(config: Any, model_config: Any, num_classes: int) -> Built:
+def _full(config: Any, model_config: Any, head: HeadSpec | Heads) -> Built:
     """Full fine-tuning: encoder + task head, every parameter trained."""
-    return Built(classifier(model_config, num_classes, config), model_config)
+    return Built(task_model(model_config, as_head(config, head)), model_config)
 
 
-def _lora(config: Any, model_config: Any, num_classes: int) -> Built:
+def _lora(config: Any, model_config: Any, head: HeadSpec | Heads) -> Built:
     """config.lora.{rank, alpha, targets}; the trunk at ("base", "encoder") is frozen."""
     o = config.lora
-    model = peft.LoRA(classifier(model_config, num_classes, config), rank=int(o.rank),
+    model = peft.LoRA(task_model(model_config, as_head(config, head)), rank=int(o.rank),
                       alpha=float(o.alpha), targets=tuple(o.targets))
     return Built(model, model_config, peft.lora_trainable, ("base", "encoder"))
 
 
-def _adapter(config: Any, model_config: Any, num_classes: int) -> Built:
+def _adapter(config: Any, model_config: Any, head: HeadSpec | Heads) -> Built:
     """Houlsby adapters of config.adapter_size; a trunk without adapters is a valid init_from."""
     cfg = peft.adapter_config(model_config, config.adapter_size)
-    return Built(classifier(cfg, num_classes, config), cfg, peft.adapter_trainable,
+    return Built(task_model(cfg, as_head(config, head)), cfg, peft.adapter_trainable,
                  keep_fresh=peft.is_adapter)
 
 
-def _bitfit(config: Any, model_config: Any, num_classes: int) -> Built:
+def _bitfit(config: Any, model_config: Any, head: HeadSpec | Heads) -> Built:
     """Biases + task head (gau_jax/models/peft.py says when it refuses)."""
     cfg = peft.bitfit_config(model_config, config.init_from)
-    return Built(classifier(cfg, num_classes, config), cfg, peft.bitfit_trainable)
+    return Built(task_model(cfg, as_head(config, head)), cfg, peft.bitfit_trainable)
 
 
 for _method in (Method("full", _full), Method("lora", _lora), Method("adapter", _adapter),

@@ -9,9 +9,10 @@
              bfloat16, cast after the pretrained trunk is loaded (same post_init hook)
              config.lst.cache = True: trunk features are computed once (gau_jax/train/
              feature_cache.py) and the run trains a trunk-less side network on them
-             (classification tasks; the other kinds run the frozen trunk every step)
-Every task kind works: the head (methods.head_of) reads the side network's token states, and
-the Fisher init ranks channels by the gradients of that head's own loss (step.sums_fn_for).
+             (task kinds with `lst_cache`; the others run the frozen trunk every step)
+Every task kind works: the head reads the side network's token states, and the Fisher init
+ranks channels by the gradients of that head's own loss (the task kind's sums_fn). A multi-task
+run has one side network with a head per task; it takes lst.init = random | magnitude.
 
 Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
 Learning", NeurIPS 2022 (arXiv:2206.06522).
@@ -29,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gau_jax.data.task_pipeline import task_batches
 from gau_jax.models.encoder import encoder_config
 from gau_jax.models.lst import (
     build_model,
@@ -40,30 +40,28 @@ from gau_jax.models.lst import (
     trainable_side,
 )
 from gau_jax.models.lst_init import fisher_scores, magnitude_scores, pruned_side_params
+from gau_jax.tasks import TaskOptions, kind_of
 from gau_jax.train import feature_cache, methods
 from gau_jax.train.checkpoint import merge_pretrained
-from gau_jax.train.step import sums_fn_for
 
 
-def build(config: Any, model_config: Any, num_classes: int) -> methods.Built:
-    """Frozen trunk + side network + the task's head (methods.head_of: classification, multiple
-    choice, or a GlobalPointer on the side network's token states); all but "encoder" trains."""
-    model = build_model(model_config, num_classes, config.lst,
-                        head=methods.head_of(config, num_classes))
+def build(config: Any, model_config: Any, head: Any) -> methods.Built:
+    """Frozen trunk + side network + the task head(s) on the side network's token states; all
+    but "encoder" trains."""
+    model = build_model(model_config, 0, config.lst, head=methods.as_head(config, head))
     return methods.Built(model, model_config, trainable_side, ("encoder",))
 
 
-def _pruned_params(inputs, config, trunk_params, train_batches) -> dict:
+def _pruned_params(inputs, config, trunk_params, train_batches, spec) -> dict:
     """Side params {down_k, side_i} pruned from the trunk by config.lst.init."""
     c = lst_config(config.lst)
     trunk = encoder_config(config.model)
     if c.init == "magnitude":
         scores = magnitude_scores(trunk_params)
     else:  # the task head's loss on the frozen trunk (a fresh head, as at the run's start)
-        spec = methods.head_of(config, inputs.model.num_classes)
-        clf = methods.task_model(frozen_trunk_config(trunk), spec)
+        clf = methods.task_model(frozen_trunk_config(trunk), inputs.model.task_head)
         head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
-        sums = sums_fn_for(spec.kind, clf)
+        sums = kind_of(spec).sums_fn(clf)
 
         def loss(p, b):
             s = sums({**head, "encoder": p}, b, None, None, False)
@@ -84,27 +82,34 @@ def _rebatch(batches, size):
 def prepare(inputs, config, workdir: Path, splits: dict, spec):
     """Applies config.lst.init (pruned side network) and config.lst.cache (module docstring)."""
     c = lst_config(config.lst)
-    if c.cache and spec.kind != "classification":
+    if spec is None:  # a multi-task run: one side network, a head per task
+        if c.cache or c.init == "fisher":
+            raise ValueError("a multi-task LST run takes config.lst.cache=False and "
+                             "config.lst.init=random | magnitude (the Fisher init ranks by one "
+                             f"task's loss): got cache={c.cache}, init={c.init!r}")
+        if c.init == "random":
+            return _with_post_init(inputs, _side_init({}, c))
+    kind = kind_of(spec) if spec is not None else None
+    if kind is not None and c.cache and not kind.lst_cache:
         raise ValueError(f"config.lst.cache=True caches classification inputs only; task "
                          f"{spec.name!r} is a {spec.kind} task: set config.lst.cache=False")
     if c.init == "random" and not c.cache:
-        return dataclasses.replace(inputs, post_init=_side_init({}, c))
+        return _with_post_init(inputs, _side_init({}, c))
     dummy = np.ones((1, config.max_length), np.int32)
     full = jax.jit(inputs.model.init)(jax.random.PRNGKey(config.seed), dummy)["params"]
     trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
-    common = dict(batch_size=config.batch_size, max_len=config.max_length,  # every process
-                  pad_multiple=config.pad_multiple, num_threads=config.data_threads,  # sees all
-                  shard_index=0, shard_count=1)  # rows: the same pruned init, one cache
-    ordered = {s: list(task_batches(spec, splits[s], inputs.tokenizer, inputs.features.get(s),
-                                    train=False, **common))
-               for s in ("train", "dev")}
+    opts = TaskOptions.of(config)  # every process sees all rows: the same init, one cache
+    ordered = {s: list(kind.batches(spec, splits[s], inputs.tokenizer, inputs.features.get(s),
+                                    opts, train=False, batch_size=config.batch_size,
+                                    shard=(0, 1)))
+               for s in ("train", "dev")} if c.cache or c.init == "fisher" else {"train": []}
     side = {}
     if c.init != "random":
         logging.info("LST: %s-pruned side init from the trunk", c.init)
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
-                                                                 ordered["train"]))
+                                                                 ordered["train"], spec))
     if not c.cache:
-        return dataclasses.replace(inputs, post_init=_side_init(side, c))
+        return _with_post_init(inputs, _side_init(side, c))
     trunk = encoder_config(config.model)
     idx = feature_indices(trunk, c)
     fp = feature_cache.fingerprint(config.model.to_dict(), trunk_params, inputs.tokenizer.vocab,
@@ -117,7 +122,7 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
         multihost_utils.sync_global_devices(f"feature_cache {path}")
     meta = feature_cache.build_cache(path, trunk, idx, trunk_params, ordered, c.cache_dtype,
                                      c.cache_budget_gb, fp)  # built: checks and reads meta.json
-    model = build_model(config.model, inputs.model.num_classes, c, use_trunk=False)
+    model = build_model(config.model, 0, c, use_trunk=False, head=inputs.model.task_head)
     kw = dict(batch_size=config.batch_size, pad_multiple=config.pad_multiple,
               shard=(jax.process_index(), jax.process_count()))
     train = feature_cache.CachedSplit.open(path, "train", meta, seed=config.seed, **kw)
@@ -129,8 +134,17 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
         post_init=_side_init({**side_full, **side}))
 
 
+def _with_post_init(inputs, post_init):
+    """inputs whose post_init runs its own hook (e.g. a multi-task init_from's head), then
+    `post_init`."""
+    first = inputs.post_init
+    if first is None or post_init is None:
+        return dataclasses.replace(inputs, post_init=post_init or first)
+    return dataclasses.replace(inputs, post_init=lambda params: post_init(first(params)))
+
+
 def _side_init(side: dict, lst: Any = None):
-    """Inputs.post_init that puts the pruned side parameters (top-level keys) into params and
+    """RunSetup.post_init that puts the pruned side parameters (top-level keys) into params and
     stores the frozen trunk in lst.trunk_dtype (models/lst.py: cast_trunk)."""
     if not side and lst_config(lst).trunk_dtype == "float32":
         return None
