@@ -32,7 +32,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
     c.pretrain_steps = 600           # MLM steps of the trunk
     c.corpus_tasks = ("tnews", "iflytek", "afqmc", "ocnli")  # train texts added to the corpus
     c.tasks = ("tnews", "csl", "c3", "cluener")  # three task kinds
-    c.steps = 300                    # optimisation steps per task, in each arm
+    c.steps = 200                    # optimisation steps per task, in each arm
     c.learning_rate = 1e-2           # full fine-tuning, both arms and the stage
     c.seeds = (0, 1)
     c.dev_rows = 300                 # dev rows scored per task (0 = all), the first ones

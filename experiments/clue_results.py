@@ -93,15 +93,9 @@ def finetune_and_score(config: ml_collections.ConfigDict, workdir: Path,
 def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     """Trunk (unless init_from), every (task, method) run not yet in runs.jsonl, the report."""
     workdir = Path(workdir)
-    if not c.data_dir:
-        raise ValueError("config.data_dir is empty: set the CLUE folder, "
-                         "--config.data_dir=/path/to/clue")
+    init_from = lst_clue.trunk_for(c, workdir)
     methods = list(cli.names(c.methods))
     lr = parse_lr(c.learning_rate, methods)
-    trunk_cfg = ml_collections.ConfigDict({"tasks": tuple(cli.names(c.corpus_tasks)),
-                                           "data_dir": c.data_dir,
-                                           "pretrain_steps": c.pretrain_steps})
-    init_from = Path(c.init_from) if c.init_from else lst_clue.pretrain_trunk(trunk_cfg, workdir)
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
     rows = []
     for task in cli.names(c.tasks):

@@ -96,6 +96,19 @@ def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     return out
 
 
+def trunk_for(c: ml_collections.ConfigDict, workdir: Path) -> Path:
+    """c.init_from, else the TRUNK recipe pretrained for c.pretrain_steps on People's Daily plus
+    the train texts of c.corpus_tasks in c.data_dir (required: the CLUE folder)."""
+    if not c.data_dir:
+        raise ValueError("config.data_dir is empty: set the CLUE folder, "
+                         "--config.data_dir=/path/to/clue")
+    if c.init_from:
+        return Path(c.init_from)
+    return pretrain_trunk(ml_collections.ConfigDict({
+        "tasks": tuple(cli.names(c.corpus_tasks)), "data_dir": c.data_dir,
+        "pretrain_steps": c.pretrain_steps}), workdir)
+
+
 def majority_rate(task: str, data_dir: str, rows: int = 0) -> float:
     """The most frequent label's share of the first `rows` dev rows (0 = all): what a constant
     prediction scores on the rows the runs are evaluated on (dev is read in order)."""

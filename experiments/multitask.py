@@ -82,13 +82,7 @@ def stage_run(c, seed: int, trunk: Path, workdir: Path, log: RunLog) -> tuple[Pa
 def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     """The trunk (unless init_from), both arms for every seed, the report."""
     workdir = Path(workdir)
-    if not c.data_dir:
-        raise ValueError("config.data_dir is empty: set the CLUE folder, "
-                         "--config.data_dir=/path/to/clue")
-    trunk_cfg = ml_collections.ConfigDict({"tasks": tuple(cli.names(c.corpus_tasks)),
-                                           "data_dir": c.data_dir,
-                                           "pretrain_steps": c.pretrain_steps})
-    trunk = Path(c.init_from) if c.init_from else lst_clue.pretrain_trunk(trunk_cfg, workdir)
+    trunk = lst_clue.trunk_for(c, workdir)
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
     rows = []
     for seed in cli.names(c.seeds):

@@ -249,10 +249,13 @@ def _lst_task(folder: Path) -> Path:
     return folder
 
 
-def _lst_args(workdir: Path, data: Path) -> list[str]:
-    """Batch = the whole train split (every step sees all 16 rows, in any order), dropout off."""
-    return [sys.executable, "-m", "experiments.train",
-            "--config=configs/finetune.py:task=jsonl,model=gau_alpha_tiny,method=lst",
+def _lst_args(workdir: Path, data: Path, stage: str = "finetune") -> list[str]:
+    """Batch = the whole train split (every step sees all 16 rows, in any order), dropout off.
+    stage="multitask": the same rows as two tasks, one step's task drawn by the mixture."""
+    config = ("--config=configs/finetune.py:task=jsonl,model=gau_alpha_tiny,method=lst"
+              if stage == "finetune" else "--config=configs/multitask.py:tasks="
+              f"a@{data}+b@{data},model=gau_alpha_tiny,method=lst")
+    return [sys.executable, "-m", "experiments.train", config,
             f"--workdir={workdir}", f"--config.data_dir={data}", "--config.model.num_layers=2",
             "--config.model.hidden_size=32", "--config.model.intermediate_size=64",
             "--config.model.key_size=16", "--config.lst.reduction=4", "--config.lst.dropout=0",
@@ -265,23 +268,24 @@ def _lst_args(workdir: Path, data: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_cli_lst_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("stage", ["finetune", "multitask"])
+def test_cli_lst_two_processes_match_one(tmp_path, stage):
     data = _lst_task(tmp_path / "task")
     env = _env() | {"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
                     "JAX_PLATFORMS": "cpu"}
-    one = subprocess.run(_lst_args(tmp_path / "one", data), cwd=ROOT, env=env, text=True,
+    one = subprocess.run(_lst_args(tmp_path / "one", data, stage), cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=LAUNCH_TIMEOUT_S)
     assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-3000:]
-    log = _launch(_lst_args(tmp_path / "two", data), 2, 2, tmp_path / "two.log")
+    log = _launch(_lst_args(tmp_path / "two", data, stage), 2, 2, tmp_path / "two.log")
     ref, got = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
     assert len(ref) == 3 and ref[-1] < ref[0]
     np.testing.assert_allclose(got, ref, rtol=1e-5)
     dev = [json.loads((tmp_path / k / "summary.json").read_text())["dev"] for k in ("one", "two")]
-    assert dev[0]["count"] == dev[1]["count"] == 12
+    assert dev[0]["count"] == dev[1]["count"] == 12 * (1 if stage == "finetune" else 2)
     np.testing.assert_allclose(dev[1]["loss"], dev[0]["loss"], rtol=1e-5)
     # only process 0 prints the start block and the summary
     lines = log.splitlines()
-    assert any(x.startswith("[0] run: finetune") for x in lines)
+    assert any(x.startswith(f"[0] run: {stage}") for x in lines)
     assert any(x.startswith('[0]   "train_loss"') for x in lines)
     assert not [x for x in lines if x.startswith("[1] ") and ("run: " in x or "train_loss" in x)]
 

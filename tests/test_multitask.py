@@ -123,3 +123,29 @@ def test_multitask_workdir_resumes_bitwise_initialises_and_predicts(tmp_path):
     for a, b in zip(jax.tree.leaves(start["encoder"]), jax.tree.leaves(best["encoder"]),
                     strict=True):
         np.testing.assert_allclose(a, b)                          # and the trunk
+
+
+def test_lst_multitask_is_one_side_network_with_a_head_per_task():
+    """method=lst composes with the stage: one frozen trunk, one side network, a head per task
+    (a classification and a GlobalPointer head), each reading the side network's states."""
+    from gau_jax.tasks import TaskOptions
+    from gau_jax.train import methods
+
+    c = multitask.get_config("tasks=tnews+cluener,method=lst")
+    c.lst.reduction = 2
+    cfg = get_model_config("gau_alpha_tiny")
+    cfg.update(num_layers=2, hidden_size=32, intermediate_size=64, key_size=16, vocab_size=40)
+    opts = TaskOptions.of(c)
+    heads = tuple((n, kind_of(get_task(n)).head(get_task(n), get_task(n).num_classes, opts))
+                  for n in ("tnews", "cluener"))
+    built = methods.get("lst").build(c, cfg, heads)
+    ids = jnp.ones((2, 8), jnp.int32)
+    params = built.model.init(jax.random.PRNGKey(0), ids)["params"]
+    assert {"encoder", "tnews", "cluener"} <= set(params)
+    assert set(params["tnews"]) == {"classifier"} and set(params["cluener"]) == {"global_pointer"}
+    assert any(k.startswith("side_") for k in params)  # one side network, shared
+    assert built.model.apply({"params": params}, ids, task="tnews").shape == (2, 15)
+    assert built.model.apply({"params": params}, ids, task="cluener").shape == (2, 10, 8, 8)
+    mask = built.trainable(params)
+    assert not any(jax.tree.leaves(mask["encoder"]))
+    assert all(jax.tree.leaves(mask["tnews"])) and all(jax.tree.leaves(mask["cluener"]))

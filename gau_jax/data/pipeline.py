@@ -279,3 +279,21 @@ def feature_dataset(rows: Sequence[Any], collate: Callable[[list], dict[str, np.
     return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                                 prefetch_buffer_size=8))
 
+
+class FeatureCollator:
+    """The base of the feature-row collators (gau_jax/tasks): a batch's real rows, weights and
+    row ids from (row index, row) items, and its padded length."""
+
+    def __init__(self, features: Any, batch_size: int, pad_multiple: int):
+        self.features, self.batch_size, self.pad_multiple = features, batch_size, pad_multiple
+
+    def rows(self, items: Sequence[tuple[int, Mapping] | None]
+             ) -> tuple[list[Mapping | None], np.ndarray, np.ndarray]:
+        """(rows with None for filler, weights [b], row_ids [b] with -1 for filler)."""
+        items, weights = fill(list(items), self.batch_size)
+        row_ids = np.asarray([-1 if it is None else it[0] for it in items], np.int32)
+        return [None if it is None else it[1] for it in items], weights, row_ids
+
+    def length(self, lengths: Sequence[int]) -> int:
+        """The padded length of sequences of these lengths (`bucket_length`)."""
+        return bucket_length(max(list(lengths) or [1]), self.features.max_len, self.pad_multiple)

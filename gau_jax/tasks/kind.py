@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gau_jax.atomic import write_text_atomic
-from gau_jax.data.pipeline import DATA_THREADS
+from gau_jax.data.pipeline import DATA_THREADS, feature_dataset
 from gau_jax.data.readers import DataError, iter_jsonl
 from gau_jax.data.task_features import example_id as _row_id
 from gau_jax.data.tasks import TaskSpec
@@ -111,10 +111,19 @@ class TaskKind:
                  opts: TaskOptions) -> Any:
         return None
 
+    collator: type | None = None     # feature-row kinds: their batch collator class
+
     def batches(self, spec: TaskSpec, rows: Any, tok: Any, features: Any, opts: TaskOptions, *,
                 train: bool, batch_size: int, seed: int = 0,
                 shard: tuple[int, int] | None = None) -> Iterable[dict[str, Any]]:
-        raise NotImplementedError
+        """Batches of the feature rows through `collator` (kinds that read their rows directly
+        override this)."""
+        shard = shard or (None, None)
+        return feature_dataset(features.rows, self.collator(features, batch_size,
+                                                            opts.pad_multiple),
+                               batch_size=batch_size, train=train, seed=seed,
+                               shard_index=shard[0], shard_count=shard[1],
+                               num_threads=opts.data_threads)
 
     def row_texts(self, spec: TaskSpec, row: Mapping) -> list[str]:
         raise NotImplementedError

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gau_jax.data import clue_metrics
-from gau_jax.data.pipeline import bucket_length, feature_dataset, fill
+from gau_jax.data.pipeline import FeatureCollator
 from gau_jax.data.task_features import Features, texts_of
 from gau_jax.data.task_features_ner_mc import choice_features
 from gau_jax.data.tasks import TaskSpec, as_text
@@ -31,19 +31,14 @@ from gau_jax.tasks import losses
 from gau_jax.tasks.kind import Decoded, TaskKind, TaskOptions, by_id, example_id, register
 
 
-class ChoiceCollator:
+class ChoiceCollator(FeatureCollator):
     """(row id, feature row) items → the batch of the module docstring."""
-
-    def __init__(self, features: Features, batch_size: int, pad_multiple: int):
-        self.features, self.batch_size, self.pad_multiple = features, batch_size, pad_multiple
 
     def __call__(self, items: Sequence[tuple[int, Mapping] | None]) -> dict[str, np.ndarray]:
         f = self.features
-        items, weights = fill(list(items), self.batch_size)
-        rows = [None if it is None else it[1] for it in items]
+        rows, weights, row_ids = self.rows(items)
         b, c = len(rows), f.num_choices
-        n = bucket_length(max([len(s) for r in rows if r is not None for s in r["input_ids"]]
-                              or [1]), f.max_len, self.pad_multiple)
+        n = self.length(len(s) for r in rows if r is not None for s in r["input_ids"])
         ids = np.full((b, c, n), f.pad_id, np.int32)
         seg, mask = np.zeros((b, c, n), np.int32), np.zeros((b, c, n), np.int32)
         choice_mask, labels = np.zeros((b, c), np.int32), np.zeros(b, np.int32)
@@ -57,7 +52,6 @@ class ChoiceCollator:
                 mask[k, q, :len(s_ids)] = 1
                 choice_mask[k, q] = 1
             labels[k] = r["label"]
-        row_ids = np.asarray([-1 if it is None else it[0] for it in items], np.int32)
         return {"input_ids": ids, "segment_ids": seg, "attention_mask": mask,
                 "choice_mask": choice_mask, "labels": labels, "weights": weights,
                 "row_ids": row_ids}
@@ -80,14 +74,7 @@ class MultipleChoice(TaskKind):
     def features(self, spec, rows, tok, opts) -> Features:
         return choice_features(rows, tok, spec, max_len=opts.max_length, truncate=opts.truncate)
 
-    def batches(self, spec, rows, tok, features, opts, *, train, batch_size, seed=0,
-                shard=None):
-        shard = shard or (None, None)
-        return feature_dataset(features.rows, ChoiceCollator(features, batch_size,
-                                                             opts.pad_multiple),
-                               batch_size=batch_size, train=train, seed=seed,
-                               shard_index=shard[0], shard_count=shard[1],
-                               num_threads=opts.data_threads)
+    collator = ChoiceCollator
 
     def row_texts(self, spec: TaskSpec, row: Mapping) -> list[str]:
         out: list[str] = []

@@ -1,19 +1,15 @@
-"""What a run trains on: model, loss sums, trainable mask, data iterators, pretrained trunk.
+"""`RunSetup`, what a run trains on: model, loss sums, trainable mask, data iterators,
+pretrained trunk; and the helpers every stage's setup shares.
 
-    pretrain: data_dir → prepared corpora (gau_jax/data/corpus_sources.py: a prepared folder
-              as it is; raw text and the default People's Daily prepared into the cache, with
-              vocab_path or a char vocab of model.vocab_size) → tokenizer of the corpus's
-              vocabulary → Encoder + tied MLM head, loss = masked-token cross-entropy
-              (mlm_sums_fn); train = global batch t of the seeded window order, this process's
-              rows, whole-word masked (gau_jax/data/corpus_loader.py); dev = the corpora's dev
-              windows, masked with a fixed seed.
+    pretrain: gau_jax/train/setup.py (prepared corpora, MLM).
     finetune / multitask: gau_jax/train/task_setup.py — the task kinds (gau_jax/tasks) give
               features, batches, head, loss sums and the dev metric; the method's plugin
               (gau_jax/train/methods.py) builds the model around the head(s).
 
-`build_inputs` never changes the config it is given: it works on `resolve_config`'s copy, fills
-in what the run derives (the vocabulary size, init_from's model config with the user's
-shape-neutral `model.*` overrides on top) and returns it as `RunSetup.config`. Once the workdir's
+`build_inputs` (gau_jax/train/setup.py) never changes the config it is given: it works on
+`resolve_config`'s copy, fills in what the run derives (the vocabulary size, init_from's model
+config with the user's shape-neutral `model.*` overrides on top) and returns it as
+`RunSetup.config`. Once the workdir's
 checkpoint (if any) is known to fit, the trainer writes DIR/config.json (the encoder's model
 config), DIR/vocab.txt and DIR/train_config.json (the resolved config), so a workdir is itself a
 valid `init_from`. Iterators yield this process's rows (batch_size / process_count) as numpy

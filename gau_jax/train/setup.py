@@ -9,7 +9,7 @@
               windows, masked with a fixed seed.
     finetune / multitask: gau_jax/train/task_setup.py.
 
-`build_inputs` never changes the config it is given (gau_jax/train/inputs.py says what it holds).
+`build_inputs` never changes the config it is given (gau_jax/train/inputs.py: `RunSetup`).
 """
 
 from __future__ import annotations
