@@ -74,7 +74,7 @@ def test_each_head_gets_gradients_only_from_its_own_tasks_rows():
 def _tiny(c, clue, steps):
     c.model.update(num_layers=1, hidden_size=32, intermediate_size=64, key_size=16,
                    hidden_dropout=0.0, attention_dropout=0.0)
-    c.update(total_steps=steps, batch_size=4, grad_accum_steps=1, max_length=64, stride=32,
+    c.update(total_steps=steps, batch_size=8, grad_accum_steps=1, max_length=64, stride=32,
              log_every_steps=2, eval_every_steps=2, checkpoint_every_steps=2,
              progress_bar=False, tensorboard=False, async_checkpoints=False,
              data_dir=str(clue), data_threads=1, pad_multiple=16, gp_head_size=16,
@@ -108,6 +108,12 @@ def test_multitask_workdir_resumes_bitwise_initialises_and_predicts(tmp_path):
         submission.check_predictions(task, trained_run.predict(run, rows).objects, rows)
     with pytest.raises(ValueError, match="pick"):
         trained_run.load_run(tmp_path / "mt")
+    from experiments.predict import run_predict  # the command's code path, --task c3 style
+
+    path = run_predict(tmp_path / "mt", "dev", output=str(tmp_path), task="cmrc2018")
+    assert path.name == submission.submission_name("cmrc2018")
+    with pytest.raises(ValueError, match="--task"):
+        run_predict(tmp_path / "mt", "dev", output=str(tmp_path))
 
     ft = _tiny(finetune.get_config("task=tnews"), clue, 1)        # init_from the stage
     ft.update(init_from=str(tmp_path / "mt"), eval_every_steps=1, checkpoint_every_steps=1)
