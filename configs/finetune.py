@@ -27,8 +27,9 @@ accuracy otherwise). Optimizer: AdaFactor with parameter scaling (Su's fine-tuni
 
 CLUE tasks default to Su's CLUE recipes (bojone/CLUE-bert4keras, src/<task>.py; each task's
 `TaskSpec.recipe` in gau_jax/data/tasks.py):
-max_length, batch_size, epochs, and grad_accum_steps where Su accumulates 2 batches (batch_size
-here is the update's batch: Su's 16 x 2 for cmrc2018 is 32 with grad_accum_steps=2). total_steps
+max_length, batch_size, epochs, and grad_accum_steps where Su accumulates 2 or 4 batches
+(batch_size here is the update's batch: Su's 16 x 2 for cmrc2018 is 32 with grad_accum_steps=2,
+his 4 x 4 questions for c3 are 16 with grad_accum_steps=4). total_steps
 0 means epochs x ceil(train rows / batch_size), train rows counted after featurising (cmrc2018:
 windows). cmrc2018: windows of max_length tokens every `stride` tokens, bad_rows="skip" (the
 real data has answers whose answer_start does not point at their text: their position is

@@ -1,5 +1,6 @@
 """All eleven CLUE tasks: full fine-tuning and LST of one small pretrained trunk, scored as CLUE
-scores them (accuracy; CMRC2018 EM / F1 of the official script; CLUENER entity F1).
+scores them (accuracy; CMRC2018 EM / F1 of the official script; CLUENER exact-span F1 (Su's)
+/ the leaderboard's text-per-type macro F1 (CLUENER2020 score.py)).
 
     python -m experiments.clue_results --config configs/clue_results.py:full \
         --workdir runs/clue_results --config.data_dir=../shared/data/clue
@@ -131,6 +132,8 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
 def _score(result: dict[str, Any]) -> str:
     if result["metric"] == "em":
         return f"{result['em']:.1f} / {result['f1']:.1f}"
+    if "f1_leaderboard" in result:  # CLUENER: exact-span F1 / the leaderboard's (score.py)
+        return f"{result['f1']:.1f} / {result['f1_leaderboard']:.1f}"
     return f"{result[result['metric']]:.1f}"
 
 
@@ -165,7 +168,8 @@ def report(rows: list[dict], c: ml_collections.ConfigDict, trunk: Path) -> str:
         if not all(runs):
             continue
         first = runs[0]["result"]
-        metric = "EM / F1" if first["metric"] == "em" else first["metric"]
+        metric = "EM / F1" if first["metric"] == "em" else \
+            "span F1 / leaderboard F1" if "f1_leaderboard" in first else first["metric"]
         table.append([task, metric, f"{runs[0]['baseline']:.1f}",
                       *(_score(r["result"]) for r in runs),
                       " / ".join(str(r["steps"]) for r in runs),

@@ -15,7 +15,9 @@ the first N rows only (a prediction file must then cover exactly those). Prints,
 
     {"task", "metric", "accuracy"}                       classification, C3, ChID
     {"task", "metric", "em", "f1", "total", "unanswered"} CMRC2018 (official script v5)
-    {"task", "metric", "f1", "precision", "recall"}      CLUENER (entity-level micro F1)
+    {"task", "metric", "f1", "precision", "recall",      CLUENER: "f1" exact-span micro F1
+     "f1_leaderboard", "f1_types"}                       (Su's); "f1_leaderboard" CLUENER2020
+                                                         score.py's text-per-type macro F1
 
 plus "split", "rows" and "checkpoint" or "predictions". Scores are percentages.
 """

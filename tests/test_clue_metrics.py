@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from gau_jax.data import clue_metrics as cm
+from gau_jax.data.tasks import CLUENER_TYPES
 
 
 @pytest.mark.parametrize("text, nltk", [
@@ -126,3 +127,104 @@ def test_cmrc2018_dev_matches_the_official_script(shared_data):
     assert out["total"] == 3219
     assert out["f1"] == pytest.approx(7.098056072846257, abs=1e-9)
     assert out["em"] == pytest.approx(0.12426219322771047, abs=1e-9)
+
+
+# --- CLUENER's leaderboard score -------------------------------------------------------------
+# Transcribed from CLUEbenchmark/CLUENER2020 score.py (commit 2e8fccd1b8cde6b471fe440b9d766e920fb
+# 418ab), `get_f1_score_label` and `get_f1_score`, as a reference: the loop is the script's, only
+# the file reading is replaced by rows already loaded and the prints are dropped.
+def _score_py_label(pre_lines, gold_lines, label="organization"):
+    TP = 0
+    FP = 0
+    FN = 0
+    for pre, gold in zip(pre_lines, gold_lines):  # noqa: B905 (as transcribed)
+        pre = pre["label"].get(label, {}).keys()
+        gold = gold["label"].get(label, {}).keys()
+        for i in pre:
+            if i in gold:
+                TP += 1
+            else:
+                FP += 1
+        for i in gold:
+            if i not in pre:
+                FN += 1
+    p = TP / (TP + FP)
+    r = TP / (TP + FN)
+    f = 2 * p * r / (p + r)
+    return f
+
+
+def _score_py(pre_lines, gold_lines):
+    labels = ['address', 'book', 'company', 'game', 'government', 'movie', 'name',
+              'organization', 'position', 'scene']
+    sum = 0
+    for label in labels:
+        f = _score_py_label(pre_lines, gold_lines, label=label)
+        sum += f
+    return sum / len(labels)
+
+
+def _lb(pred, gold, types=CLUENER_TYPES):
+    return cm.leaderboard_f1(pred, gold, types)["f1_leaderboard"]
+
+
+def test_leaderboard_f1_by_hand_texts_not_positions():
+    """Right text at the wrong position counts for the leaderboard, not for the span F1; a
+    mention repeated in the gold is one text; each type weighs the same (macro)."""
+    gold = [{"address": {"北京": [[0, 1]]}, "organization": {"北京大学": [[3, 6]]}},
+            {"name": {"张三": [[0, 1], [5, 6]]}},
+            {"company": {"浙商银行": [[0, 3]]}},
+            {"company": {"蚂蚁金服": [[0, 3]]}}]
+    pred = [{"address": {"北京": [[3, 4]]}, "organization": {"北京大学": [[3, 6]]}},
+            {"name": {"张三": [[0, 1]]}},
+            {"company": {"浙商": [[0, 1]]}},
+            {"company": {"蚂蚁金服": [[0, 3]]}}]
+    types = ("address", "name", "organization", "company")
+    # address, name, organization: 100; company: TP 1, FP 1, FN 1 -> 50
+    assert _lb(pred, gold, types) == pytest.approx((100 + 100 + 100 + 50) / 4)
+    # span: 6 gold, 5 predicted, 3 exact (北京大学, 张三 [0, 1], 蚂蚁金服)
+    span = cm.entity_f1([cm.entity_set(p) for p in pred], [cm.entity_set(g) for g in gold])
+    assert span["f1"] == pytest.approx(200 * 3 / 11)
+    every = {t: {f"{t}名": [[0, len(t)]]} for t in CLUENER_TYPES}  # score.py needs a TP a type
+    pred, gold = pred + [every], gold + [every]
+    assert _lb(pred, gold) == pytest.approx(
+        100 * _score_py([{"label": r} for r in pred], [{"label": r} for r in gold]))
+
+
+def test_leaderboard_f1_equals_score_py_on_random_rows():
+    import random
+
+    rng = random.Random(0)
+    types, texts = CLUENER_TYPES, ["甲", "乙", "丙", "丁", "戊"]
+
+    def row():
+        return {t: {x: [[0, 0]] * rng.randint(1, 2) for x in rng.sample(texts, rng.randint(1, 3))}
+                for t in rng.sample(types, rng.randint(0, 4))}
+
+    every = {t: {"甲": [[0, 0]]} for t in types}  # score.py divides by zero without a TP a type
+    for _ in range(200):
+        n = rng.randint(1, 8)
+        gold, pred = [row() for _ in range(n)] + [every], [row() for _ in range(n)] + [every]
+        ref = _score_py([{"label": p} for p in pred], [{"label": g} for g in gold])
+        assert _lb(pred, gold) == pytest.approx(100 * ref, abs=1e-9)
+
+
+def test_leaderboard_f1_where_score_py_divides_by_zero():
+    gold = [{"name": {"张三": [[0, 1]]}}]
+    with pytest.raises(ZeroDivisionError):  # no prediction of a type
+        _score_py([{"label": {}}], [{"label": gold[0]}])
+    assert _lb([{}], gold, ("name",)) == 0.0            # P undefined -> 0
+    assert _lb([{"game": {"张三": [[0, 1]]}}], gold, ("name", "game")) == 0.0
+    assert _lb([{}], [{}], ("name",)) == 100.0          # nothing to find, nothing wrong
+    with pytest.raises(ValueError, match="2 predicted rows for 1"):
+        _lb([{}, {}], [{}])
+
+
+def test_cluener_score_reports_both_f1():
+    from gau_jax.tasks.evaluation import score
+
+    gold = [{"id": 0, "label": {"game": {"CSOL": [[4, 7]]}}}]
+    out = score("cluener", [{"id": 0, "label": {"game": {"CSOL": [[0, 3]]}}}], gold)
+    assert (out["metric"], out["f1"]) == ("f1", 0.0)     # exact spans: the position is wrong
+    assert out["f1_leaderboard"] == 100.0                # texts: right; 9 types with nothing
+    assert out["f1_types"]["game"] == 100.0

@@ -171,11 +171,11 @@ def test_entity_score_keys_on_type_and_offsets_by_example_id():
 
 def test_accuracy_score_matches_predictions_to_gold_by_id():
     """Classification / C3 accuracy through score: predictions in another order, one missing
-    (counts as wrong), one for an unknown id (ignored); C3 compares choice texts."""
+    (counts as wrong), one for an unknown id (ignored); C3 compares choice indices."""
     gold = [{"id": 3, "label": "1"}, {"id": 5, "label": "0"}, {"id": 8, "label": "1"}]
     pred = [{"id": 8, "label": "1"}, {"id": 99, "label": "0"}, {"id": 3, "label": "1"}]
     out = evaluation.score("afqmc", pred, gold)
     assert (out["accuracy"], out["count"]) == (pytest.approx(200 / 3), 3)
-    c3_gold = [{"id": "q1", "label": "北京"}, {"id": "q2", "label": "上海"}]
-    c3_pred = [{"id": "q2", "label": "上海"}, {"id": "q1", "label": "上海"}]
+    c3_gold = [{"id": "q1", "label": 0}, {"id": "q2", "label": 2}]
+    c3_pred = [{"id": "q2", "label": 2}, {"id": "q1", "label": 2}]
     assert evaluation.score("c3", c3_pred, c3_gold)["accuracy"] == 50.0

@@ -154,11 +154,14 @@ def test_c3_choices_padded_masked_and_context_truncation(tok):
     rows = [_c3(["甲乙", "丙"], ["子", "丑"], 1, "a-0"), _c3(["甲"], ["子", "丑", "寅"], 2, "a-1")]
     f = choice_features(rows, tok, get_task("c3"), max_len=16)
     assert f.num_choices == 4 and f.stats["contexts_truncated"] == 0
+    # [CLS] passage [SEP] question [SEP] choice [SEP] (Su's src/c3.py, CLUE's run_c3.py)
     assert f.rows[0]["input_ids"][1].tolist() == [tok.cls_id, *_ids(tok, "甲乙丙"), tok.sep_id,
-                                                   *_ids(tok, "问丑"), tok.sep_id]
+                                                   *_ids(tok, "问"), tok.sep_id,
+                                                   *_ids(tok, "丑"), tok.sep_id]
+    assert f.rows[0]["segment_ids"][1].tolist() == [0] * 5 + [1] * 4
     (batch,) = list(task_dataset(f, batch_size=3, train=False, shard_index=0, shard_count=1,
                                  pad_multiple=8, task="c3"))
-    assert batch["input_ids"].shape == (3, 4, 8)
+    assert batch["input_ids"].shape == (3, 4, 16)  # 9 tokens, padded to a multiple of 8
     assert batch["choice_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]]
     assert batch["labels"].tolist() == [1, 2, 0] and batch["weights"].tolist() == [1, 1, 0]
     assert batch["row_ids"].tolist() == [0, 1, -1]
@@ -166,7 +169,7 @@ def test_c3_choices_padded_masked_and_context_truncation(tok):
     long = [_c3([CHARS[:12]], ["子"], 0)]
     head = choice_features(long, tok, get_task("c3"), max_len=16, truncate="keep_head")
     tail = choice_features(long, tok, get_task("c3"), max_len=16, truncate="keep_tail")
-    room = 16 - 3 - 2  # question + choice = 2 tokens
+    room = 16 - 4 - 2  # [CLS], 3 [SEP]; question + choice = 2 tokens
     assert head.rows[0]["input_ids"][0].tolist()[1:1 + room] == _ids(tok, CHARS[:room])
     assert tail.rows[0]["input_ids"][0].tolist()[1:1 + room] == _ids(tok, CHARS[12 - room:12])
     assert head.stats["contexts_truncated"] == tail.stats["contexts_truncated"] == 1

@@ -59,7 +59,7 @@ def test_finetune_bad_arguments(arg, error, match):
 def test_every_clue_task_has_su_recipe_defaults():
     # bojone/CLUE-bert4keras src/<task>.py: maxlen, batch_size (x grad accumulation), epochs
     expected = {"afqmc": (128, 32, 10, 1), "cluewsc2020": (128, 32, 30, 1),
-                "cmrc2018": (512, 32, 10, 2), "c3": (512, 4, 10, 1), "chid": (64, 24, 5, 2),
+                "cmrc2018": (512, 32, 10, 2), "c3": (512, 16, 10, 4), "chid": (64, 24, 5, 2),
                 "cluener": (256, 32, 10, 1)}
     for task in ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl",
                  "cmrc2018", "c3", "chid", "cluener"):

@@ -70,12 +70,12 @@ def find_task_dir(task: str, clue_dir: str | os.PathLike) -> pathlib.Path:
     """`clue_dir/<task>` or `clue_dir` itself when it already is the task folder."""
     spec = CLUE_TASKS[task]
     root = pathlib.Path(clue_dir)
-    first = spec.files["train"][0]
+    firsts = [names[0] for names in (spec.files["train"], spec.older_files.get("train")) if names]
     for cand in (root / task, root):
-        if (cand / first).is_file():
+        if any((cand / first).is_file() for first in firsts):
             return cand
-    raise DataError(root, f"no CLUE {task!r} data: looked for {root / task / first} and "
-                          f"{root / first}; expected layout {layout_hint(spec)}")
+    raise DataError(root, f"no CLUE {task!r} data: looked for {root / task / firsts[0]} and "
+                          f"{root / firsts[0]}; expected layout {layout_hint(spec)}")
 
 
 def source_fingerprint(task: str, clue_dir: str | os.PathLike, bad_rows: str = "raise") -> str:
@@ -99,8 +99,8 @@ class GauClue(tfds.core.GeneratorBasedBuilder):
                        for t in CLUE_TASKS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point manual_dir at a CLUE root folder holding <task>/train.json, <task>/dev.json "
-        "(C3: d-train.json, m-train.json, d-dev.json, m-dev.json) as CLUE distributes them, or "
-        "at one task folder."
+        "(C3: d-train.json, m-train.json, d-dev.json, m-dev.json; OCNLI: train.50k.json or "
+        "train.json) as CLUE distributes them, or at one task folder."
     )
 
     @property

@@ -9,9 +9,17 @@ r"""CLUE's metrics as CLUE computes them: pure functions on python objects, scor
                          (seg = mixed segmentation with the punctuation list removed)
                   EM = 100 · Σ_q EM_q / #questions, F1 likewise; a question without a
                   prediction scores 0 on both.
-    CLUENER       entity-level micro F1 (Xu et al. 2020, "CLUENER2020"): an entity is
-                  (type, start, end); it counts only when type and both boundaries match.
-                  F1 = 2·TP / (#predicted + #gold), P = TP / #predicted, R = TP / #gold.
+    CLUENER       two scores that are not comparable:
+                  "f1" (`entity_f1`): exact-span micro F1, what Su's CLUE scripts
+                  (bojone/CLUE-bert4keras src/cluener.py) and so the GAU-α table report: an
+                  entity is (type, start, end); it counts only when type and both boundaries
+                  match. F1 = 2·TP / (#predicted + #gold), P = TP / #predicted, R = TP / #gold.
+                  "f1_leaderboard" (`leaderboard_f1`): the CLUE leaderboard's scorer
+                  (CLUEbenchmark/CLUENER2020 score.py, `get_f1_score`): per type t and row,
+                  the predicted entity *texts* (label[t].keys(), positions ignored, a text
+                  counted once however often it occurs) against the gold texts; TP / FP / FN
+                  summed over rows, F1_t = 2·P·R / (P + R); the score is the mean of F1_t over
+                  the 10 types (macro).
 
 Mixed segmentation (the official script's `mixed_segmentation`): the text is lower-cased and
 stripped; every character in U+4E00..U+9FA5 and every mark of PUNCTUATION is one segment; the
@@ -202,3 +210,37 @@ def entity_f1(predicted: Sequence[set], gold: Sequence[set]) -> dict[str, float]
     return {"f1": 200.0 * tp / (n_pred + n_gold),
             "precision": 100.0 * tp / n_pred if n_pred else 0.0,
             "recall": 100.0 * tp / n_gold if n_gold else 0.0}
+
+
+def leaderboard_f1(predicted: Sequence[Mapping[str, Mapping[str, Any]]],
+                   gold: Sequence[Mapping[str, Mapping[str, Any]]],
+                   types: Sequence[str]) -> dict[str, Any]:
+    """CLUENER's leaderboard F1 in percent (module docstring; CLUEbenchmark/CLUENER2020
+    score.py): rows of CLUENER labels {type: {entity text: spans}}, aligned one to one (score.py
+    pairs the files' lines in order; callers pair them by id), averaged over `types`.
+
+    score.py divides by zero for a type with no predicted texts (P), no gold texts (R) or no
+    true positive (F); here P or R with a zero denominator is 0 and F is 0 when P + R = 0,
+    except that a type with neither predicted nor gold texts scores 100 (nothing missed,
+    nothing wrong, as `entity_f1` does). Returns {"f1_leaderboard": mean, "f1_types": {type:
+    F1_t}}."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"leaderboard_f1: {len(predicted)} predicted rows for {len(gold)} "
+                         "gold rows")
+    per_type = {}
+    for t in types:
+        tp = fp = fn = 0
+        for p, g in zip(predicted, gold, strict=True):
+            p_texts, g_texts = set(p.get(t, {})), set(g.get(t, {}))
+            tp += len(p_texts & g_texts)
+            fp += len(p_texts - g_texts)
+            fn += len(g_texts - p_texts)
+        if tp + fp + fn == 0:
+            per_type[t] = 100.0
+            continue
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        per_type[t] = (200.0 * precision * recall / (precision + recall)
+                       if precision + recall else 0.0)
+    mean = sum(per_type.values()) / len(types) if types else 0.0
+    return {"f1_leaderboard": mean, "f1_types": per_type}

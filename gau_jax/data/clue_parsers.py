@@ -5,7 +5,8 @@ TFDS features in clue.py. Labels are required on train/dev and optional on test 
 with the row's own id kept in `idx`; ids must be unique within a split). Traps handled: OCNLI/CMNLI
 `-` labels are dropped and counted in `stats["dropped"]`; TNEWS `label_desc` / IFLYTEK
 `label_des` are ignored (label ids are the class names); C3 and CMRC2018 are whole JSON documents
-(CRLF accepted); ChID is FewCLUE's variant (one `#idiom#` blank, 7 candidates, int answer);
+(CRLF accepted), a C3 question's id being its own `id` where it has one (the test files); ChID
+is FewCLUE's variant (one `#idiom#` blank, 7 candidates, int answer);
 CLUENER spans have inclusive ends (converted to exclusive `end`, checked against the text);
 CLUEWSC2020 span offsets are checked against the text; a C3 answer must be one of its choices; a
 CMRC2018 answer's text must be at its `answer_start` (or the start be -1). Every offset is checked
@@ -150,11 +151,21 @@ def _jsonl_examples(spec: TaskSpec, path: pathlib.Path, split: str, stats: colle
         yield f"{path.name}:{line}", ex
 
 
+def _c3_question_id(qa: dict, made_up: str, path: pathlib.Path, fld: str) -> str:
+    """A C3 question's own `id` (int or string in the file) as a string, else `made_up`."""
+    if "id" not in qa:
+        return made_up
+    return str(get_field(qa, "id", path, None, (str, int), where=fld))
+
+
 def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Counter,
         on_bad: OnBad) -> Iterator[tuple[str, Example]]:
     docs, ids = load_json(path), UniqueIds()
-    # Document ids repeat across the d- (dialogue) and m- (mixed genre) files: a question's id
-    # is "<file prefix>-<document id>-<question index>", e.g. "d-47-275-0", unique in a split.
+    # A question's id is its own `id` where it has one (CLUE's test files test1.0.json /
+    # test1.1.json; CLUE reads predictions by it: bojone/CLUE-bert4keras src/c3.py writes
+    # str(qa['id'])), as a string. Train / dev questions have none, and document ids repeat
+    # across the d- (dialogue) and m- (mixed genre) files: their id is "<file prefix>-<document
+    # id>-<question index>", e.g. "d-47-275-0", unique in a split.
     prefix = path.name.split("-", 1)[0] if "-" in path.name else path.stem
     if not isinstance(docs, list):
         raise DataError(path, "expected a JSON array of [context, questions, id] documents")
@@ -182,11 +193,12 @@ def _c3(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections.Count
                     label = choice.index(answer)
                 else:
                     answer, label = "", -1
-                ids.check(f"{prefix}-{doc[2]}-{q}", path, None, field=f"[{d}][2]")
+                qid = _c3_question_id(qa, f"{prefix}-{doc[2]}-{q}", path, fld)
+                ids.check(qid, path, None, field=f"{fld}.id" if "id" in qa else f"[{d}][2]")
             except DataError as e:
                 report(on_bad, e)
                 continue
-            yield f"{path.name}:{d}:{q}", {"id": f"{prefix}-{doc[2]}-{q}", "context": doc[0],
+            yield f"{path.name}:{d}:{q}", {"id": qid, "context": doc[0],
                                            "question": question, "choice": choice,
                                            "answer": answer, "label": label}
 
@@ -260,21 +272,29 @@ _DOCS = {"c3": _c3, "cmrc2018": _cmrc2018}
 
 
 def split_files(spec: TaskSpec, task_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
-    """Splits present in `task_dir`: train and dev must exist, test is optional."""
+    """Splits present in `task_dir`: train and dev must exist, test is optional. A split reads
+    `spec.files[split]` (CLUE 1.1's names), else `spec.older_files[split]` when all of those
+    are there (an older release's names)."""
     found: dict[str, list[pathlib.Path]] = {}
     for split, names in spec.files.items():
-        paths = [task_dir / n for n in names]
-        if all(p.is_file() for p in paths):
-            found[split] = paths
-        elif split != "test":
-            missing = [str(p) for p in paths if not p.is_file()]
-            raise DataError(task_dir, f"CLUE task folder lacks {', '.join(missing)}; expected "
-                                      f"layout: {layout_hint(spec)}")
+        for candidate in (names, spec.older_files.get(split)):
+            paths = [task_dir / n for n in candidate or ()]
+            if paths and all(p.is_file() for p in paths):
+                found[split] = paths
+                break
+        else:
+            if split != "test":
+                missing = [str(task_dir / n) for n in names if not (task_dir / n).is_file()]
+                older = spec.older_files.get(split)
+                also = f" (or {', '.join(older)})" if older else ""
+                raise DataError(task_dir, f"CLUE task folder lacks {', '.join(missing)}{also}; "
+                                          f"expected layout: {layout_hint(spec)}")
     return found
 
 
 def layout_hint(spec: TaskSpec) -> str:
-    names = sorted({n for files in spec.files.values() for n in files})
+    names = sorted({n for files in (*spec.files.values(), *spec.older_files.values())
+                    for n in files})
     return f"<clue_dir>/{spec.name}/{{{', '.join(names)}}} (test files optional)"
 
 

@@ -9,12 +9,16 @@ counted (`entities_truncated`), as are entities whose boundaries fall inside a t
 (`entities_inexact`: trained on the covering tokens, they decode to a longer text).
 
 Multiple choice (each choice scored from its own sequence, softmax over choices; Devlin et al.,
-2019, SWAG): C3 (Sun et al., 2020) `[CLS] context [SEP] question choice [SEP]`, the context being
-the document's sentences; ChID (Zheng et al., 2019; FewCLUE's variant: one `#idiom#` blank, 7
-candidates) `[CLS] candidate [SEP] left [MASK]x4 right [SEP]`. Choices are padded to the task's
-maximum (C3 4, ChID 7) and `choice_mask` marks the real ones. A context that does not fit keeps
-its head (truncate="keep_head") or tail ("keep_tail"); ChID keeps a window centred on the blank.
-Every cut is counted (`contexts_truncated`, `questions_truncated`, `choices_truncated`).
+2019, SWAG): C3 (Sun et al., 2020) `[CLS] context [SEP] question [SEP] choice [SEP]` as Su's
+bojone/CLUE-bert4keras src/c3.py and CLUE's baseline (CLUEbenchmark/CLUE
+baselines/models_pytorch/mrc_pytorch/run_c3.py) lay it out, the context being the document's
+sentences joined by "\n", segment 0 up to the first [SEP], 1 after it; ChID (Zheng et al.,
+2019; FewCLUE's variant: one `#idiom#` blank, 7 candidates) `[CLS] candidate [SEP] left
+[MASK]x4 right [SEP]`. Choices are padded to the task's maximum (C3 4, ChID 7) and
+`choice_mask` marks the real ones. A context that does not fit keeps its head
+(truncate="keep_head") or tail ("keep_tail"); question + choice take at most half of the
+sequence (the question's tail kept next to the choice); ChID keeps a window centred on the
+blank. Every cut is counted (`contexts_truncated`, `questions_truncated`, `choices_truncated`).
 """
 
 from __future__ import annotations
@@ -116,6 +120,17 @@ def _cut(ids: list[int], room: int, truncate: str) -> list[int]:
     return ids[:room] if truncate == "keep_head" else ids[len(ids) - room:] if room else []
 
 
+def _joined(parts: tuple[list[int], ...], cls: int, sep: int) -> np.ndarray:
+    """[CLS] part_1 [SEP] part_2 [SEP] ... part_k [SEP]."""
+    return np.asarray([cls, *(t for part in parts for t in (*part, sep))], np.int32)
+
+
+def _segments(parts: tuple[list[int], ...]) -> np.ndarray:
+    """Segment 0 for [CLS] part_1 [SEP], 1 for everything after it."""
+    rest = sum(len(part) + 1 for part in parts[1:])
+    return np.asarray([0] * (len(parts[0]) + 2) + [1] * rest, np.int32)
+
+
 LAYOUTS = ("passage_question", "idiom_blank")  # TaskSpec.choice_layout: C3's, ChID's
 
 
@@ -168,10 +183,9 @@ def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, sp
                 if len(q) + len(c_ids) > half:  # the question's tail stays next to the choice
                     q = q[len(q) + len(c_ids) - half:]
                     stats["questions_truncated"] += 1
-                room = max_len - 3 - len(q) - len(c_ids)
+                room = max_len - 4 - len(q) - len(c_ids)
                 cut_context |= len(ctx_ids) > room
-                first, second = _cut(ctx_ids, room, truncate), q + c_ids
-                seqs.append((first, second))
+                seqs.append((_cut(ctx_ids, room, truncate), q, c_ids))
         else:
             if context.count(BLANK) != 1:
                 raise ValueError(f"{task} example {ex_id!r}: content needs exactly one {BLANK}")
@@ -188,11 +202,8 @@ def choice_features(examples: Iterable[Mapping], tokenizer: ChineseTokenizer, sp
                 body = left[len(left) - n_left:] + [mask] * BLANK_MASKS + right[:n_right]
                 seqs.append((c_ids, body))
         stats["contexts_truncated"] += int(cut_context)
-        rows.append({
-            "input_ids": [np.asarray([cls, *a, sep, *b, sep], np.int32) for a, b in seqs],
-            "segment_ids": [np.asarray([0] * (len(a) + 2) + [1] * (len(b) + 1), np.int32)
-                            for a, b in seqs],
-            "label": label})
+        rows.append({"input_ids": [_joined(parts, cls, sep) for parts in seqs],
+                     "segment_ids": [_segments(parts) for parts in seqs], "label": label})
         meta.append({"id": ex_id, "index": index, "choices": list(choices), "label": label})
     return Features(rows, meta, stats, max_len, tokenizer.pad_id,
                     num_choices=spec.num_choices)

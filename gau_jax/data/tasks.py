@@ -94,6 +94,10 @@ class TaskSpec:
     answer_is_index: bool = False  # multiple choice: the label is the choice's index, not text
     recipe: Recipe | None = None
     no_label: str = ""          # a label value marking a row without a label (NLI's "-"): skipped
+    submission_file: str = ""   # CLUE 1.1's name of its predictions; "" = <name>_predict.json
+    older_files: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #                             per split, the files read when `files[split]` are not all there
+    #                             (an older release's names: OCNLI's train.json, C3's d-/m-test)
 
     @property
     def num_classes(self) -> int:
@@ -110,14 +114,23 @@ class TaskSpec:
         return _field_texts(*self.text_fields)(example)
 
 
+# File names as CLUE 1.1's archives (storage.googleapis.com/cluebenchmark/tasks/<task>_public.zip)
+# have them, read from CLUE's and Su's scripts: a task whose test set has a 1.0 and a 1.1 version
+# ships `test1.0.json` / `test1.1.json` (C3, ChID: bojone/CLUE-bert4keras src/c3.py, src/chid.py;
+# CLUEbenchmark/CLUE baselines/models_pytorch/mrc_pytorch/run_mrc_c3.sh, run_mrc_chid.sh), except
+# TNEWS and CLUEWSC2020, whose 1.1 test is `test.json` beside `test1.0.json` (src/tnews.py,
+# src/wsc.py); OCNLI's release names its training sets `train.50k.json`, `train.3k.json`, ...
+# (CLUEbenchmark/OCNLI data/ocnli/; Su trains on train.50k.json: src/ocnli.py).
 _JSONL = {"train": ("train.json",), "dev": ("dev.json",), "test": ("test.json",)}
+_TEST11 = {**_JSONL, "test": ("test1.1.json",)}
 _C3 = {"train": ("d-train.json", "m-train.json"), "dev": ("d-dev.json", "m-dev.json"),
-       "test": ("d-test.json", "m-test.json")}
+       "test": ("test1.1.json",)}
+_OCNLI = {**_JSONL, "train": ("train.50k.json",)}
 _SENTENCE = Recipe(128, 32, 10)  # Su's recipe of the sentence(-pair) classification tasks
 
 
 def _cls(name: str, labels: tuple[str, ...], fields: tuple[str, ...], **kw: Any) -> TaskSpec:
-    return TaskSpec(name, "classification", labels, fields, files=_JSONL,
+    return TaskSpec(name, "classification", labels, fields, files=kw.pop("files", _JSONL),
                     recipe=kw.pop("recipe", _SENTENCE), **kw)
 
 
@@ -126,25 +139,37 @@ CLUE_TASKS: dict[str, TaskSpec] = {
     for t in [
         _cls("afqmc", ("0", "1"), ("sentence1", "sentence2")),
         _cls("tnews", TNEWS_LABELS, ("sentence",), label_descriptions=TNEWS_DESCRIPTIONS,
-             format="tnews"),
+             format="tnews", submission_file="tnews11_predict.json"),
         _cls("iflytek", IFLYTEK_LABELS, ("sentence",)),
         _cls("cmnli", NLI_LABELS, ("sentence1", "sentence2"), no_label="-"),
-        _cls("ocnli", NLI_LABELS, ("sentence1", "sentence2"), no_label="-"),
+        _cls("ocnli", NLI_LABELS, ("sentence1", "sentence2"), no_label="-",
+             submission_file="ocnli_50k_predict.json", files=_OCNLI,
+             older_files={"train": ("train.json",)}),
         _cls("cluewsc2020", ("true", "false"), ("text",), text_fn=_wsc_texts,
-             format="cluewsc2020", recipe=Recipe(128, 32, 30)),
+             format="cluewsc2020", recipe=Recipe(128, 32, 30),
+             submission_file="cluewsc11_predict.json"),
         _cls("csl", ("0", "1"), ("keyword", "abst"), text_fn=_csl_texts, format="csl"),
         TaskSpec("chid", "multiple_choice", tuple(str(i) for i in range(7)),
-                 ("content", "candidates"), files=_JSONL, format="chid", num_choices=7,
-                 choice_layout="idiom_blank", answer_is_index=True, recipe=Recipe(64, 24, 5, 2)),
+                 ("content", "candidates"), files=_TEST11, older_files={"test": ("test.json",)},
+                 format="chid", num_choices=7, choice_layout="idiom_blank",
+                 answer_is_index=True, recipe=Recipe(64, 24, 5, 2),
+                 submission_file="chid11_predict.json"),
+        # Su's src/c3.py: batch 4 questions x 4 accumulation steps (optimizer4) = 16 an update
         TaskSpec("c3", "multiple_choice", (), ("context", "question", "choice"), files=_C3,
-                 format="c3", num_choices=4, choice_layout="passage_question",
-                 recipe=Recipe(512, 4, 10)),
+                 older_files={"test": ("d-test.json", "m-test.json")}, format="c3",
+                 num_choices=4, choice_layout="passage_question", answer_is_index=True,
+                 recipe=Recipe(512, 16, 10, 4), submission_file="c311_predict.json"),
         TaskSpec("cmrc2018", "span", (), ("context", "question"), label_field="answers",
                  files=_JSONL, format="cmrc2018", recipe=Recipe(512, 32, 10, 2, "skip")),
         TaskSpec("cluener", "entities", CLUENER_TYPES, ("text",), label_field="entities",
                  files=_JSONL, format="cluener", recipe=Recipe(256, 32, 10)),
     ]
 }
+
+# The nine tasks of CLUE 1.1's leaderboard (OCNLI in CMNLI's place: CLUEbenchmark/CLUE README.md;
+# CLUENER is ranked on its own board): the files experiments/submit.py requires by default.
+CLUE11_TASKS = ("afqmc", "tnews", "iflytek", "ocnli", "cluewsc2020", "csl", "cmrc2018", "chid",
+                "c3")
 
 SENTIMENT = TaskSpec("sentiment", "classification", ("negative", "positive"), ("sentence",))
 

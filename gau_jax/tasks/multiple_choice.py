@@ -4,8 +4,9 @@
               layout is the task's `choice_layout`); absent choices are all-[PAD] rows
     head      score_c = Dense_1(Drop(h_L(x_c)[:, 0])), absent → NEG_INF              [b, C]
     loss      softmax cross-entropy over the choices on `labels`
-    decode    choice = argmax_c score_c; the label is its index (`answer_is_index`: ChID) or
-              its text (C3's `answer`)
+    decode    choice = argmax_c score_c; the label is its index (`answer_is_index`: ChID, and
+              C3 as CLUE reads it: bojone/CLUE-bert4keras src/c3.py writes the argmax) or its
+              text (a task whose label names the choice)
     score     accuracy (CLUE; by id)
     baseline  chance: mean over questions of 1 / #choices
     file      JSON Lines {"id", "label"}

@@ -1,4 +1,10 @@
-"""CLUE submission files by task name: `<task>_predict.json`, written, read back and checked.
+"""CLUE submission files by task name, written, read back and checked.
+
+File names are CLUE 1.1's (`TaskSpec.submission_file`, else `<task>_predict.json`): tnews11_,
+cluewsc11_, ocnli_50k_, chid11_, c311_predict.json for the tasks whose 1.1 test differs, and
+afqmc_, iflytek_, cmnli_, csl_, cmrc2018_, cluener_predict.json (bojone/CLUE-bert4keras
+src/<task>.py `test_predict(..., out_file=...)`; CLUEbenchmark/CLUE
+baselines/paddlenlp/classification/run_clue_classifier.py, mrc/run_c3.py, mrc/run_chid.py).
 
 The file's shape is the task kind's (gau_jax/tasks/kind.py `TaskKind.write / read / check`):
 JSON Lines of {"id", "label"} with the label as the data writes it, or one JSON object
@@ -26,9 +32,9 @@ __all__ = ["Predictions", "SubmissionError", "check_predictions", "example_id", 
 
 
 def submission_name(task: str) -> str:
-    """'tnews' -> 'tnews_predict.json' (CLUE's file name for the task)."""
-    get_task(task)
-    return f"{task}_predict.json"
+    """CLUE 1.1's file name for the task: 'afqmc' -> 'afqmc_predict.json', 'tnews' ->
+    'tnews11_predict.json' (module docstring)."""
+    return get_task(task).submission_file or f"{task}_predict.json"
 
 
 def example_id(task: str, example: Mapping) -> Any:
