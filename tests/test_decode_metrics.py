@@ -81,7 +81,7 @@ def test_keep_best_replaces_only_on_a_strictly_higher_task_metric():
 
     saved = []
     t = SimpleNamespace(config={"keep_best": True}, best=None,
-                        inputs=SimpleNamespace(best_metric="em"),
+                        setup=SimpleNamespace(best_metric="em"),
                         ckpt=SimpleNamespace(save_best=lambda step, p, meta: saved.append(step)),
                         host_state=lambda: SimpleNamespace(params={}))
     for step, em, f1 in [(1, 50.0, 60.0), (2, 50.0 + EPS, 10.0), (3, 50.0 + EPS, 90.0),
