@@ -20,7 +20,7 @@ from __future__ import annotations
 import ml_collections
 
 TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
-         "chid", "cluener")
+         "chid", "chid_fewclue", "cluener")  # chid: CLUE's ChID; chid_fewclue: FewCLUE's
 
 
 def get_config(arg: str = "full") -> ml_collections.ConfigDict:
@@ -45,6 +45,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         "cmrc2018": {"max_length": 128, "stride": 64, "max_question_length": 24},
         "c3": {"batch_size": 4, "max_length": 128},
         "chid": {"batch_size": 4},
+        "chid_fewclue": {"batch_size": 4},
         "iflytek": {"max_length": 96},
     })
     c.results_dir = ""               # clue.md ("" = the workdir)

@@ -14,7 +14,9 @@
         --config.data_dir=DIR --config.init_from=runs/pretrain_gau_alpha_tiny
 
 Argument: comma-separated key=value with keys task (sentiment | jsonl | the eleven CLUE tasks
-afqmc | tnews | iflytek | cmnli | ocnli | cluewsc2020 | csl | cmrc2018 | c3 | chid | cluener;
+afqmc | tnews | iflytek | cmnli | ocnli | cluewsc2020 | csl | cmrc2018 | c3 | chid | cluener,
+and chid_fewclue: FewCLUE's ChID from the same chid folder; chid is CLUE's, its answers in
+train_answer.json / dev_answer.json;
 default sentiment), model (a preset of configs/models.py;
 default gau_alpha_tiny) and method (full | lst | lora | adapter | bitfit, or whatever else
 gau_jax.train.methods registers; checked when the run starts; default full). With init_from, the

@@ -94,6 +94,33 @@ def write_clue(root: pathlib.Path) -> pathlib.Path:
     return root
 
 
+IDIOMS = ["百尺竿头", "随波逐流", "方兴未艾", "身体力行", "一日千里", "三十而立", "逆水行舟",
+          "日新月异", "百花齐放", "沧海一粟"]
+
+
+def write_clue_chid(root: pathlib.Path) -> pathlib.Path:
+    """CLUE's ChID (not FewCLUE's) in `root/chid/`: passages with numbered blanks sharing 10
+    candidates, answers in <split>_answer.json, test1.1.json without answers. dev: 2 rows, 5
+    blanks (one passage opens with a blank, two blanks stand side by side)."""
+    train = [{"candidates": IDIOMS, "content": ["他们希望能#idiom000001#再进一步。",
+                                                "发展可谓#idiom000002#，变化#idiom000003#。"]}]
+    dev = [{"candidates": IDIOMS, "content": ["#idiom000010#，去#idiom000011#？还是迎难而上。",
+                                              "虚拟货币的发展可谓#idiom000012#。"]},
+           {"candidates": IDIOMS[::-1], "content": ["城市#idiom000013##idiom000014#的变化"]}]
+    _jsonl(root / "chid/train.json", train)
+    _jsonl(root / "chid/dev.json", dev)
+    _jsonl(root / "chid/test1.1.json", [{"candidates": IDIOMS,
+                                         "content": ["测试#idiom000020#文本#idiom000021#"]}])
+    for name, answers in (("train", {"#idiom000001#": 0, "#idiom000002#": 2,
+                                     "#idiom000003#": 7}),
+                          ("dev", {"#idiom000010#": 4, "#idiom000011#": 1,
+                                   "#idiom000012#": 2, "#idiom000013#": 9,
+                                   "#idiom000014#": 0})):
+        (root / f"chid/{name}_answer.json").write_text(json.dumps(answers, indent=1),
+                                                        encoding="utf-8")
+    return root
+
+
 # task -> {split: rows}; plus the label names expected for some rows
 EXPECTED = {
     "afqmc": {"train": 3, "dev": 1, "test": 1},
@@ -103,7 +130,7 @@ EXPECTED = {
     "cmnli": {"train": 3, "dev": 1},
     "cluewsc2020": {"train": 1, "dev": 1},
     "csl": {"train": 1, "dev": 1},
-    "chid": {"train": 1, "dev": 2},
+    "chid_fewclue": {"train": 1, "dev": 2},
     "cluener": {"train": 2, "dev": 1},
     "c3": {"train": 6, "dev": 3},
     "cmrc2018": {"train": 2, "dev": 2},
@@ -117,7 +144,7 @@ REAL_COUNTS = {
     "ocnli": {"train": 9985, "dev": 2950},
     "cluewsc2020": {"train": 160, "dev": 159},
     "csl": {"train": 160, "dev": 160},
-    "chid": {"train": 202, "dev": 202},
+    "chid_fewclue": {"train": 202, "dev": 202},
     "cluener": {"train": 10748, "dev": 1343},
     "c3": {"train": 5856 + 6013, "dev": 1825 + 1991},
     "cmrc2018": {"train": 1002, "dev": 3219},

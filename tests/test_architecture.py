@@ -230,9 +230,10 @@ def test_tasks_package_sits_between_data_models_and_train():
 
 # A branch on a task kind or a task name: `.kind ==` / `!=` / `in`, a comparison or membership
 # test against a quoted kind or CLUE task name, or a dict keyed by kind names.
-_KINDS = ("classification", "multiple_choice", "span", "entities", "ner", "global_pointer")
+_KINDS = ("classification", "multiple_choice", "idiom_cloze", "span", "entities", "ner",
+          "global_pointer")
 _NAMES = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
-          "chid", "cluener", "sentiment", "jsonl")
+          "chid", "chid_fewclue", "cluener", "sentiment", "jsonl")
 _QUOTED = "|".join(_KINDS + _NAMES)
 DISPATCH = re.compile(
     rf"(==|!=|\bin\b)\s*[\(\[\{{]?\s*[\"'](?:{_QUOTED})[\"']"   # == "c3", in ("c3", ...

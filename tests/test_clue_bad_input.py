@@ -90,6 +90,6 @@ def test_chid_row_without_exactly_one_blank(tmp_path, content, found):
                                        "answer": 0}])
     with pytest.raises(DataError, match=r"chid/train.json:2: field 'content': expected exactly "
                                         rf"one #idiom# blank, found {found}"):
-        _parse("chid", root)
-    rows, stats = _parse("chid", root, "skip")
+        _parse("chid_fewclue", root)
+    rows, stats = _parse("chid_fewclue", root, "skip")
     assert stats["skipped"] == 1 and [r["idx"] for r in rows] == [1]

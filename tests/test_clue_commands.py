@@ -46,7 +46,7 @@ def test_scores_a_prediction_file(clue, tmp_path):
 
 
 def test_command_rejects_a_bad_file_naming_the_id(clue, tmp_path):
-    wd = fake_workdir(tmp_path / "wd", "chid", clue)
+    wd = fake_workdir(tmp_path / "wd", "chid_fewclue", clue)
     bad = tmp_path / "chid_predict.json"
     bad.write_text('{"id": 25, "label": 6}\n{"id": 25, "label": 0}\n', encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", "--workdir", str(wd),
@@ -62,7 +62,8 @@ def test_command_rejects_a_bad_file_naming_the_id(clue, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out_json.read_text())
-    assert (result["task"], result["metric"], result["accuracy"]) == ("chid", "accuracy", 50.0)
+    assert (result["task"], result["metric"], result["accuracy"]) == (
+        "chid_fewclue", "accuracy", 50.0)
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == result
 
 
@@ -103,7 +104,7 @@ def test_commands_show_results_and_warnings_not_orbax_info(tmp_path):
 
 # ------------------------------------------------------------------ end to end, eleven tasks
 TASKS = ("afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc2020", "csl", "cmrc2018", "c3",
-         "chid", "cluener")
+         "chid_fewclue", "cluener")
 LST_TASKS = {"afqmc", "cmrc2018", "c3", "cluener"}  # every kind once with LST, else full
 # batch 8: divisible by the 8 host devices the Makefile forces (XLA_FLAGS)
 TINY = {"total_steps": 2, "batch_size": 8, "grad_accum_steps": 1, "max_length": 32,

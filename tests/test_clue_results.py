@@ -22,7 +22,7 @@ def test_baselines_by_hand(clue):
         return submission.split_examples(task, clue, "dev")
 
     assert clue_results.baseline("tnews", rows("tnews")) == 100.0  # one dev row
-    assert clue_results.baseline("chid", rows("chid")) == pytest.approx(100 / 7)
+    assert clue_results.baseline("chid_fewclue", rows("chid_fewclue")) == pytest.approx(100 / 7)
     c3 = 100 * (1 / 2 + 1 / 3 + 1 / 2) / 3  # dev questions with 2, 3 and 2 choices
     assert clue_results.baseline("c3", rows("c3")) == pytest.approx(c3)
     assert clue_results.baseline("cmrc2018", rows("cmrc2018")) == 0.0

@@ -125,7 +125,7 @@ def test_offsets_outside_the_text_and_duplicate_ids(tmp_path):
     (root / "chid/train.json").write_text(json.dumps(
         {"id": 1, "candidates": list("abcdefg"), "content": "#idiom#", "answer": True}) + "\n")
     with pytest.raises(DataError, match=r"train.json:1: field 'answer': expected int, got bool"):
-        _parse("chid", root)  # never read as answer 1
+        _parse("chid_fewclue", root)  # never read as answer 1
     ner = {"text": "abc", "label": {"name": {"b": [[-2, -2]]}}}  # text[-2:-1] == "b"
     (root / "cluener/train.json").write_text(json.dumps(ner) + "\n")
     with pytest.raises(DataError, match=r"train.json:1: field 'label.name.b'"):

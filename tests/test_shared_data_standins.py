@@ -46,13 +46,13 @@ def test_evaluate_reads_the_data_dir_given_and_only_max_rows(clue_dir, tmp_path)
 
     wd = tmp_path / "wd"
     wd.mkdir()
-    cfg = {"kind": "finetune", "task": "chid", "data_dir": str(tmp_path / "gone"),
+    cfg = {"kind": "finetune", "task": "chid_fewclue", "data_dir": str(tmp_path / "gone"),
            "bad_rows": "raise"}
     (wd / "train_config.json").write_text(json.dumps(cfg), encoding="utf-8")
     preds = tmp_path / "chid_predict.json"
     preds.write_text('{"id": 25, "label": 6}\n', encoding="utf-8")  # dev row 25 only, right
     out = evaluate(wd, predictions=preds, data_dir=str(clue_dir), max_rows=1)
-    assert (out["task"], out["rows"], out["accuracy"]) == ("chid", 1, 100.0)
+    assert (out["task"], out["rows"], out["accuracy"]) == ("chid_fewclue", 1, 100.0)
 
 
 CMRC_DEV = {"version": "v1.0", "data": [{"id": "D", "title": "t", "paragraphs": [

@@ -67,7 +67,7 @@ def test_cmrc2018_file_round_trip(tmp_path):
 
 def test_gold_objects_from_the_data(clue):
     assert submission.gold_objects("tnews", rows(clue, "tnews")) == [{"id": 0, "label": "100"}]
-    assert submission.gold_objects("chid", rows(clue, "chid")) == [
+    assert submission.gold_objects("chid_fewclue", rows(clue, "chid_fewclue")) == [
         {"id": 25, "label": 6}, {"id": 26, "label": 0}]
     assert submission.gold_objects("cluener", rows(clue, "cluener")) == [
         {"id": 0, "label": {"game": {"CSOL": [[4, 7]]}}}]
@@ -80,7 +80,7 @@ def test_gold_objects_from_the_data(clue):
 
 
 def test_gold_scores_perfect(clue, tmp_path):
-    for task in ("tnews", "chid", "c3", "cluener", "cmrc2018"):
+    for task in ("tnews", "chid_fewclue", "c3", "cluener", "cmrc2018"):
         ex = rows(clue, task)
         gold = submission.gold_objects(task, ex)
         preds = ({k: v[0] for k, v in gold.items()} if task == "cmrc2018" else gold)
@@ -96,8 +96,9 @@ def test_gold_scores_perfect(clue, tmp_path):
     ("tnews", [{"id": 0, "label": "100"}, {"id": 0, "label": "100"}], "duplicate id 0"),
     ("tnews", [{"id": 5, "label": "100"}], "id 5 is not in the split"),
     ("tnews", [{"id": 0, "label": "105"}], "id 0: label '105' is not one of"),
-    ("chid", [{"id": 25, "label": 7}, {"id": 26, "label": 0}], "id 25: label 7 is not a cand"),
-    ("chid", [{"id": 25, "label": "6"}, {"id": 26, "label": 0}], "id 25: label '6'"),
+    ("chid_fewclue", [{"id": 25, "label": 7}, {"id": 26, "label": 0}],
+     "id 25: label 7 is not a cand"),
+    ("chid_fewclue", [{"id": 25, "label": "6"}, {"id": 26, "label": 0}], "id 25: label '6'"),
     ("cluener", [{"id": 0, "label": {"games": {"CSOL": [[4, 7]]}}}], "type 'games'"),
     ("cluener", [{"id": 0, "label": {"game": {"CSOL": [[4, 8]]}}}], "does not give 'CSOL'"),
     ("cmrc2018", {"Q1": "光荣"}, "without a prediction, first 'Q2'"),

@@ -181,7 +181,7 @@ def test_chid_blank_window_centred(tok):
     cands = ["子丑寅卯", "辰巳午未", "申酉戌亥", "甲乙丙丁", "戊己庚辛", "壬癸子丑", "寅卯辰巳"]
     row = {"idx": 9, "content": "甲" * 50 + "#idiom#" + "乙" * 50, "candidates": cands,
            "label": 4}
-    f = choice_features([row], tok, get_task("chid"), max_len=32)
+    f = choice_features([row], tok, get_task("chid_fewclue"), max_len=32)
     ids = f.rows[0]["input_ids"][4].tolist()
     # room = 32 - 3 - 4 (candidate) - 4 ([MASK]s) = 21: 10 left, 11 right of the blank
     assert ids == [tok.cls_id, *_ids(tok, "戊己庚辛"), tok.sep_id, *_ids(tok, "甲" * 10),
@@ -250,10 +250,10 @@ def test_tfds_rows_give_the_parsed_rows_features(tmp_path):
 
     root = write_clue(tmp_path / "clue")
     full = build_char_vocab([p.read_text(encoding="utf-8") for p in root.rglob("*.json")], 400)
-    for task in ("cmrc2018", "cluener", "c3", "chid"):
+    for task in ("cmrc2018", "cluener", "c3", "chid_fewclue"):
         spec = CLUE_TASKS[task]
-        parsed = [ex for _, ex in parse_split(spec, split_files(spec, root / task)["dev"], "dev",
-                                              collections.Counter())]
+        files = split_files(spec, root / spec.dir_name)
+        parsed = [ex for _, ex in parse_split(spec, files["dev"], "dev", collections.Counter())]
         source = clue.load_sources(task, root, tmp_path / "tfds")["dev"]
         opts = TaskOptions(max_length=24, stride=8)
         a = kind_of(spec).features(spec, parsed, full, opts)

@@ -30,7 +30,7 @@ def tok(shared_data):
 
 def _dev(shared_data, task: str, bad_rows: str = "raise") -> list[dict]:
     spec = CLUE_TASKS[task]
-    files = split_files(spec, shared_data / "clue" / task)
+    files = split_files(spec, shared_data / "clue" / spec.dir_name)
     return [ex for _, ex in parse_split(spec, files["dev"], "dev", collections.Counter(),
                                         bad_rows)]
 
@@ -127,8 +127,8 @@ def test_c3_and_chid_real_dev_choices(tok, shared_data):
         q = len(tok.encode_pieces(ex["question"])[0])
         cut += any(ctx + q + len(tok.encode_pieces(c)[0]) + 3 > 128 for c in ex["choice"])
     assert f.stats["contexts_truncated"] == cut > 0
-    chid = _dev(shared_data, "chid")
-    g = choice_features(chid, tok, get_task("chid"), max_len=64)
+    chid = _dev(shared_data, "chid_fewclue")
+    g = choice_features(chid, tok, get_task("chid_fewclue"), max_len=64)
     masks = [tok.mask_id] * 4
     for r in g.rows:
         assert len(r["input_ids"]) == 7

@@ -11,10 +11,12 @@ from gau_jax.data.tasks import get_task
 from gau_jax.data.tokenizer import build_char_vocab
 from gau_jax.tasks import TaskOptions, kind_of, submission
 from gau_jax.tasks.evaluation import score
-from tests.clue_fixtures import write_clue
+from tests.clue_fixtures import write_clue, write_clue_chid
 
 TASK_OF_KIND = {"classification": "tnews", "multiple_choice": "c3", "span": "cmrc2018",
-                "entities": "cluener"}
+                "entities": "cluener", "idiom_cloze": "chid"}
+# write_clue's chid folder holds FewCLUE's ChID; CLUE's (task chid) has a folder of its own
+OWN_FOLDER = {"chid": write_clue_chid}
 
 
 def gold_logits(spec, batch, features) -> np.ndarray:
@@ -30,13 +32,17 @@ def gold_logits(spec, batch, features) -> np.ndarray:
 def test_every_kind_round_trips_gold_outputs_to_a_perfect_score(tmp_path):
     assert sorted(TASK_OF_KIND) == tasks.available()  # a new kind must join this test
     clue = write_clue(tmp_path / "clue")
-    tok = build_char_vocab([p.read_text(encoding="utf-8") for p in clue.rglob("*.json")], 400)
+    own = {t: write(tmp_path / t) for t, write in OWN_FOLDER.items()}
+    texts = [p.read_text(encoding="utf-8") for root in (clue, *own.values())
+             for p in root.rglob("*.json")]
+    tok = build_char_vocab(texts, 400)
     opts = TaskOptions(max_length=64, stride=32, data_threads=1)
     for kind_name, task in TASK_OF_KIND.items():
         spec = get_task(task)
+        root = own.get(task, clue)
         kind = kind_of(spec)
         assert kind.name == kind_name
-        rows = submission.split_examples(task, clue, "dev", bad_rows="skip")
+        rows = submission.split_examples(task, root, "dev", bad_rows="skip")
         features = kind.features(spec, rows, tok, opts)
         batches = kind.batches(spec, rows, tok, features, opts, train=False, batch_size=4,
                                shard=(0, 1))
@@ -53,6 +59,8 @@ def test_every_kind_round_trips_gold_outputs_to_a_perfect_score(tmp_path):
         base = kind.baseline(spec, rows)
         if kind_name == "multiple_choice":  # chance: mean of 1 / #choices
             want = 100 * np.mean([1 / len(r["choice"]) for r in rows])
+        elif kind_name == "idiom_cloze":  # chance per blank
+            want = 100 * np.mean([1 / len(r["candidates"]) for r in rows for _ in r["blanks"]])
         elif kind_name == "classification":  # the majority label's share
             want = 100 * np.bincount([r["label"] for r in rows]).max() / len(rows)
         else:  # an empty answer / no entities: nothing right (every fixture row has a gold)

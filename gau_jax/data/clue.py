@@ -1,7 +1,8 @@
 """TFDS builder for the 11 CLUE tasks from a local folder, stored as ArrayRecord (no TensorFlow).
 
 One builder, `gau_clue`, with one BuilderConfig per task (afqmc, tnews, iflytek, cmnli, ocnli,
-cluewsc2020, csl, cmrc2018, c3, chid, cluener). It reads `manual_dir`, which may be the CLUE root
+cluewsc2020, csl, cmrc2018, c3, chid (CLUE's), chid_fewclue, cluener).
+It reads `manual_dir`, which may be the CLUE root
 (`<root>/<task>/train.json ...`) or the task folder itself; nothing is downloaded. Rows are parsed
 by clue_parsers.py. Prepared splits are read back with `builder.as_data_source()` (grain-ready
 random access, no TF).
@@ -49,8 +50,11 @@ def _features(spec: TaskSpec) -> _F.FeaturesDict:
              "label": label}
     elif spec.format == "jsonl":  # sentence(-pair) classification
         d = {"idx": idx, **{f: _TEXT for f in spec.text_fields}, "label": label}
-    elif spec.format == "chid":
+    elif spec.format == "chid_fewclue":
         d = {"idx": idx, "content": _TEXT, "candidates": _F.Sequence(_TEXT), "label": label}
+    elif spec.format == "chid":  # CLUE's: a row of passages, its blanks and their answers
+        d = {"idx": idx, "content": _F.Sequence(_TEXT), "candidates": _F.Sequence(_TEXT),
+             "blanks": _F.Sequence(_TEXT), "labels": _F.Sequence(_F.Scalar(dtype=np.int32))}
     elif spec.format == "c3":
         d = {"id": _TEXT, "context": _F.Sequence(_TEXT), "question": _TEXT,
              "choice": _F.Sequence(_TEXT), "answer": _TEXT, "label": _F.Scalar(dtype=np.int32)}
@@ -67,14 +71,15 @@ def _features(spec: TaskSpec) -> _F.FeaturesDict:
 
 
 def find_task_dir(task: str, clue_dir: str | os.PathLike) -> pathlib.Path:
-    """`clue_dir/<task>` or `clue_dir` itself when it already is the task folder."""
+    """`clue_dir/<task's folder>` or `clue_dir` itself when it already is the task folder."""
     spec = CLUE_TASKS[task]
     root = pathlib.Path(clue_dir)
     firsts = [names[0] for names in (spec.files["train"], spec.older_files.get("train")) if names]
-    for cand in (root / task, root):
+    for cand in (root / spec.dir_name, root):
         if any((cand / first).is_file() for first in firsts):
             return cand
-    raise DataError(root, f"no CLUE {task!r} data: looked for {root / task / firsts[0]} and "
+    raise DataError(root, f"no CLUE {task!r} data: looked for "
+                          f"{root / spec.dir_name / firsts[0]} and "
                           f"{root / firsts[0]}; expected layout {layout_hint(spec)}")
 
 

@@ -5,8 +5,10 @@ TFDS features in clue.py. Labels are required on train/dev and optional on test 
 with the row's own id kept in `idx`; ids must be unique within a split). Traps handled: OCNLI/CMNLI
 `-` labels are dropped and counted in `stats["dropped"]`; TNEWS `label_desc` / IFLYTEK
 `label_des` are ignored (label ids are the class names); C3 and CMRC2018 are whole JSON documents
-(CRLF accepted), a C3 question's id being its own `id` where it has one (the test files); ChID
-is FewCLUE's variant (one `#idiom#` blank, 7 candidates, int answer);
+(CRLF accepted), a C3 question's id being its own `id` where it has one (the test files); CLUE's
+ChID (format "chid": passages with #idiomNNNNNN# blanks, answers in *_answer.json) is read by
+gau_jax/data/chid_parser.py, FewCLUE's ("chid_fewclue": one `#idiom#` blank, 7 candidates, int
+answer) here;
 CLUENER spans have inclusive ends (converted to exclusive `end`, checked against the text);
 CLUEWSC2020 span offsets are checked against the text; a C3 answer must be one of its choices; a
 CMRC2018 answer's text must be at its `answer_start` (or the start be -1). Every offset is checked
@@ -24,6 +26,7 @@ import pathlib
 from collections.abc import Iterator
 from typing import Any
 
+from gau_jax.data.chid_parser import chid_examples, variant_hint
 from gau_jax.data.readers import (
     DataError,
     OnBad,
@@ -84,9 +87,10 @@ def _chid(spec: TaskSpec, path: pathlib.Path, line: int, row: dict, split: str) 
     content = row.get("content")
     if isinstance(content, list) or (isinstance(content, str) and "#idiom0" in content):
         raise DataError(path, "this is CLUE's ChID format (list of passages, numbered "
-                              "#idiomNNNNNN# markers, answers in *_answer.json); expected "
-                              "FewCLUE's variant: one passage with one #idiom# blank, "
-                              "7 candidates, int answer", line=line, field="content")
+                              "#idiomNNNNNN# markers, answers in *_answer.json): use task=chid; "
+                              "task=chid_fewclue expects FewCLUE's variant: one passage with "
+                              "one #idiom# blank, 7 candidates, int answer", line=line,
+                        field="content")
     content = get_field(row, "content", path, line)
     if content.count("#idiom#") != 1:
         raise DataError(path, f"expected exactly one #idiom# blank, found "
@@ -267,8 +271,9 @@ def _cmrc2018(spec: TaskSpec, path: pathlib.Path, split: str, stats: collections
                 yield ex["id"], ex
 
 
-_ROWS = {"chid": _chid, "cluener": _cluener}
-_DOCS = {"c3": _c3, "cmrc2018": _cmrc2018}
+_ROWS = {"chid_fewclue": _chid, "cluener": _cluener}
+_DOCS = {"c3": _c3, "cmrc2018": _cmrc2018, "chid": chid_examples}
+_MISSING_HINTS = {"chid": variant_hint}  # format → why a folder may be another variant
 
 
 def split_files(spec: TaskSpec, task_dir: pathlib.Path) -> dict[str, list[pathlib.Path]]:
@@ -287,15 +292,16 @@ def split_files(spec: TaskSpec, task_dir: pathlib.Path) -> dict[str, list[pathli
                 missing = [str(task_dir / n) for n in names if not (task_dir / n).is_file()]
                 older = spec.older_files.get(split)
                 also = f" (or {', '.join(older)})" if older else ""
+                hint = _MISSING_HINTS.get(spec.format, lambda d: "")(task_dir)
                 raise DataError(task_dir, f"CLUE task folder lacks {', '.join(missing)}{also}; "
-                                          f"expected layout: {layout_hint(spec)}")
+                                          f"expected layout: {layout_hint(spec)}{hint}")
     return found
 
 
 def layout_hint(spec: TaskSpec) -> str:
     names = sorted({n for files in (*spec.files.values(), *spec.older_files.values())
                     for n in files})
-    return f"<clue_dir>/{spec.name}/{{{', '.join(names)}}} (test files optional)"
+    return f"<clue_dir>/{spec.dir_name}/{{{', '.join(names)}}} (test files optional)"
 
 
 def parse_split(spec: TaskSpec, paths: list[pathlib.Path], split: str,

@@ -4,6 +4,16 @@
 classification tasks, from a prepared example (TFDS data source row or in-memory dict).
 CLUEWSC2020 marks its spans in the text as CLUE's baseline does (`_span1_`, `[span2]`);
 CSL reads `；`-joined keywords as text_a and the abstract as text_b.
+
+ChID comes in two variants that share a folder name, `chid/`, and differ in everything else:
+CLUE's (CLUEbenchmark/CLUE README.md: rows of passages with numbered `#idiomNNNNNN#` blanks
+sharing 10 candidates, answers in `train_answer.json` / `dev_answer.json`, submitted to CLUE 1.1
+as one object in `chid11_predict.json`) is task `chid`, the one CLUE's leaderboard and Su's
+src/chid.py (the GAU-α table) score; FewCLUE's (CLUEbenchmark/FewCLUE datasets/chid/: one
+`#idiom#` blank, 7 candidates, the answer in the row) is task `chid_fewclue`. A spec is fixed by
+its name (a trained run's workdir records only the name), so the variant is not switched
+silently by the files: a folder of the other variant is refused with an error naming the task
+to use (gau_jax/data/chid_parser.py).
 """
 
 from __future__ import annotations
@@ -77,7 +87,7 @@ class Recipe:
 class TaskSpec:
     """One task: the facts of its data. `kind` names its task kind (gau_jax/tasks: what is
     built, trained, decoded, scored and written for it): classification | multiple_choice |
-    span | entities."""
+    idiom_cloze | span | entities."""
 
     name: str
     kind: str
@@ -88,7 +98,8 @@ class TaskSpec:
     files: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     text_fn: Callable[[Mapping], tuple[str, str | None]] | None = None
     format: str = "jsonl"       # row / file layout (gau_jax/data/clue_parsers.py, clue.py):
-    #                             jsonl | tnews | csl | cluewsc2020 | chid | c3 | cmrc2018 | cluener
+    #                             jsonl | tnews | csl | cluewsc2020 | chid (CLUE's) |
+    #                             chid_fewclue | c3 | cmrc2018 | cluener
     num_choices: int = 0        # multiple choice: most choices a question has
     choice_layout: str = ""     # multiple choice: "passage_question" (C3) | "idiom_blank" (ChID)
     answer_is_index: bool = False  # multiple choice: the label is the choice's index, not text
@@ -98,6 +109,11 @@ class TaskSpec:
     older_files: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     #                             per split, the files read when `files[split]` are not all there
     #                             (an older release's names: OCNLI's train.json, C3's d-/m-test)
+    folder: str = ""            # the task's folder under the CLUE root; "" = its name
+
+    @property
+    def dir_name(self) -> str:
+        return self.folder or self.name
 
     @property
     def num_classes(self) -> int:
@@ -126,6 +142,10 @@ _TEST11 = {**_JSONL, "test": ("test1.1.json",)}
 _C3 = {"train": ("d-train.json", "m-train.json"), "dev": ("d-dev.json", "m-dev.json"),
        "test": ("test1.1.json",)}
 _OCNLI = {**_JSONL, "train": ("train.50k.json",)}
+# CLUE's ChID: the answers beside the passages (CLUEbenchmark/CLUE baselines/models_pytorch/
+# mrc_pytorch/run_mrc_chid.sh; bojone/CLUE-bert4keras src/chid.py)
+_CHID = {"train": ("train.json", "train_answer.json"), "dev": ("dev.json", "dev_answer.json"),
+         "test": ("test1.1.json",)}
 _SENTENCE = Recipe(128, 32, 10)  # Su's recipe of the sentence(-pair) classification tasks
 
 
@@ -149,11 +169,19 @@ CLUE_TASKS: dict[str, TaskSpec] = {
              format="cluewsc2020", recipe=Recipe(128, 32, 30),
              submission_file="cluewsc11_predict.json"),
         _cls("csl", ("0", "1"), ("keyword", "abst"), text_fn=_csl_texts, format="csl"),
-        TaskSpec("chid", "multiple_choice", tuple(str(i) for i in range(7)),
-                 ("content", "candidates"), files=_TEST11, older_files={"test": ("test.json",)},
-                 format="chid", num_choices=7, choice_layout="idiom_blank",
+        # CLUE's ChID (CLUEbenchmark/CLUE README.md, chid_public.zip): a row holds passages with
+        # numbered #idiomNNNNNN# blanks sharing 10 candidates, the answers in <split>_answer.json;
+        # Su's src/chid.py: maxlen 64, 12 blanks x 10 candidates a batch x 2 accumulation steps.
+        TaskSpec("chid", "idiom_cloze", (), ("content", "candidates"), files=_CHID,
+                 older_files={"test": ("test.json",)}, format="chid", num_choices=10,
                  answer_is_index=True, recipe=Recipe(64, 24, 5, 2),
                  submission_file="chid11_predict.json"),
+        # FewCLUE's ChID (CLUEbenchmark/FewCLUE datasets/chid/): one #idiom# blank, 7 candidates,
+        # the int answer in the row; read from the same `chid` folder.
+        TaskSpec("chid_fewclue", "multiple_choice", tuple(str(i) for i in range(7)),
+                 ("content", "candidates"), files=_TEST11, older_files={"test": ("test.json",)},
+                 format="chid_fewclue", num_choices=7, choice_layout="idiom_blank",
+                 answer_is_index=True, recipe=Recipe(64, 24, 5, 2), folder="chid"),
         # Su's src/c3.py: batch 4 questions x 4 accumulation steps (optimizer4) = 16 an update
         TaskSpec("c3", "multiple_choice", (), ("context", "question", "choice"), files=_C3,
                  older_files={"test": ("d-test.json", "m-test.json")}, format="c3",
