@@ -97,6 +97,8 @@ def task_fields(c: ml_collections.ConfigDict) -> None:
     c.truncate = d.truncate          # c3 long contexts: "keep_head" (cut the tail) or "keep_tail"
     c.gp_head_size = d.gp_head_size  # GlobalPointer q/k width per type
     c.gp_efficient = d.gp_efficient  # Efficient GlobalPointer (shared q/k, per-type biases)
+    c.gp_bias = d.gp_bias            # GlobalPointer projections with biases
+    c.span_loss = d.span_loss        # cmrc2018: multilabel | softmax_cells (Su's, the recipe's)
 
 
 def method_fields(c: ml_collections.ConfigDict, method: str) -> None:
@@ -134,6 +136,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if recipe is not None:
         c.max_length, c.batch_size, c.epochs = recipe.max_length, recipe.batch_size, recipe.epochs
         c.grad_accum_steps, c.bad_rows, c.total_steps = recipe.grad_accum_steps, recipe.bad_rows, 0
+        c.update(dict(recipe.options))  # the recipe's task options (span loss, GlobalPointer)
     method_fields(c, a["method"])
     c.checkpoint_every_steps = 500
     c.eval_every_steps = 250

@@ -55,7 +55,7 @@ def shared_data() -> pathlib.Path:
 # suffix xdist writes into item._nodeid no longer reaches the node id.)
 COST_S = {
     "test_encoder.py": 591, "test_task_methods.py": 545, "test_frozen_grads.py": 543,
-    "test_multitask.py": 90,
+    "test_multitask.py": 90, "test_multitask_results.py": 60,
     "test_multiprocess.py": 409, "test_lst.py": 407, "test_fault_injection.py": 384,
     "test_pretrained_load.py": 207, "test_notebooks.py": 151, "test_sharding.py": 126,
     "test_config_resolution.py": 95, "test_train_step.py": 95, "test_clue.py": 83,

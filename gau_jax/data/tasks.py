@@ -81,6 +81,8 @@ class Recipe:
     epochs: int
     grad_accum_steps: int = 1
     bad_rows: str = "raise"     # "skip": CMRC2018's answers whose answer_start misses their text
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # other config fields
+    #                             of the recipe (task options: gau_jax/tasks TaskOptions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +149,11 @@ _OCNLI = {**_JSONL, "train": ("train.50k.json",)}
 _CHID = {"train": ("train.json", "train_answer.json"), "dev": ("dev.json", "dev_answer.json"),
          "test": ("test1.1.json",)}
 _SENTENCE = Recipe(128, 32, 10)  # Su's recipe of the sentence(-pair) classification tasks
+# Su's GlobalPointer in src/cluener.py and src/cmrc2018.py: the standard one (not Efficient),
+# projections without biases; CMRC2018 also trains a softmax over a window's context cells
+# and decodes the best cell with no length cap (a window holds at most 512 tokens).
+_SU_GP = {"gp_efficient": False, "gp_bias": False}
+_SU_CMRC = {**_SU_GP, "span_loss": "softmax_cells", "max_answer_length": 512}
 
 
 def _cls(name: str, labels: tuple[str, ...], fields: tuple[str, ...], **kw: Any) -> TaskSpec:
@@ -188,9 +195,9 @@ CLUE_TASKS: dict[str, TaskSpec] = {
                  num_choices=4, choice_layout="passage_question", answer_is_index=True,
                  recipe=Recipe(512, 16, 10, 4), submission_file="c311_predict.json"),
         TaskSpec("cmrc2018", "span", (), ("context", "question"), label_field="answers",
-                 files=_JSONL, format="cmrc2018", recipe=Recipe(512, 32, 10, 2, "skip")),
+                 files=_JSONL, format="cmrc2018", recipe=Recipe(512, 32, 10, 2, "skip", _SU_CMRC)),
         TaskSpec("cluener", "entities", CLUENER_TYPES, ("text",), label_field="entities",
-                 files=_JSONL, format="cluener", recipe=Recipe(256, 32, 10)),
+                 files=_JSONL, format="cluener", recipe=Recipe(256, 32, 10, options=_SU_GP)),
     ]
 }
 

@@ -53,6 +53,7 @@ class GlobalPointer(nn.Module):
     num_types: int
     head_size: int = 64
     efficient: bool = True
+    use_bias: bool = True        # biases of the projections (Su's CLUE scripts: none)
     use_rope: bool = True
     rope_base: float = 10000.0
     kernel_init: Any = nn.initializers.lecun_normal()
@@ -63,8 +64,9 @@ class GlobalPointer(nn.Module):
         T, D = self.num_types, self.head_size
         if mask is None:
             mask = jnp.ones((b, n), jnp.int32)
-        dense = lambda f, name: nn.Dense(f, dtype=jnp.float32, param_dtype=jnp.float32,
-                                         kernel_init=self.kernel_init, name=name)
+        dense = lambda f, name: nn.Dense(f, use_bias=self.use_bias, dtype=jnp.float32,
+                                         param_dtype=jnp.float32, kernel_init=self.kernel_init,
+                                         name=name)
         rope = (lambda x: apply_rope(x, base=self.rope_base)) if self.use_rope else (lambda x: x)
         h = h.astype(jnp.float32)
         if self.efficient:
@@ -97,6 +99,21 @@ def global_pointer_loss(logits: jnp.ndarray, span_labels: jnp.ndarray) -> jnp.nd
     b, t = logits.shape[:2]
     loss = multilabel_crossentropy(logits.reshape(b, t, -1), span_labels.reshape(b, t, -1))
     return loss.mean(-1)
+
+
+def span_softmax_loss(logits: jnp.ndarray, span_labels: jnp.ndarray,
+                      cells: jnp.ndarray) -> jnp.ndarray:
+    """Per row [b]: softmax cross-entropy over a row's allowed cells (one answer type),
+
+        L = logsumexp_{(i,j) ∈ allowed} s(i, j) − logsumexp_{(i,j) ∈ Ω_pos} s(i, j),
+
+    Su's CMRC2018 loss (bojone/CLUE-bert4keras src/cmrc2018.py: sparse categorical
+    cross-entropy over the flattened n·n scores, one gold cell; with several gold cells the
+    probability of any of them). logits, span_labels [b, 1, n, n]; cells [b, n, n] bool."""
+    b = logits.shape[0]
+    s = jnp.where(cells[:, None], logits.astype(jnp.float32), NEG_INF).reshape(b, -1)
+    gold = (span_labels.reshape(b, -1) > 0) & cells.reshape(b, -1)
+    return nn.logsumexp(s, axis=-1) - nn.logsumexp(jnp.where(gold, s, NEG_INF), axis=-1)
 
 
 def decode_spans(logits: Any, threshold: float = 0.0) -> list[tuple[int, int, int, float]]:

@@ -50,6 +50,7 @@ class HeadSpec:
     dropout_rate: float = HEAD_DROPOUT  # dropout on [CLS] (classification, multiple choice)
     head_size: int = GP_HEAD_SIZE       # global_pointer: d_h of q / k
     efficient: bool = GP_EFFICIENT      # global_pointer: Efficient GlobalPointer
+    use_bias: bool = True               # global_pointer: biases of its projections
 
     def __post_init__(self):
         if self.layer not in HEAD_LAYERS:
@@ -98,7 +99,7 @@ def apply_head(spec: HeadSpec, h: jnp.ndarray, mask: jnp.ndarray | None, *,
     Call inside a compact method: the layers become the caller's (module docstring).
     Multiple choice with num_choices = 0 returns the per-row scores [B, 1] (init)."""
     if spec.layer == "global_pointer":
-        return GlobalPointer(spec.num_classes, spec.head_size, spec.efficient,
+        return GlobalPointer(spec.num_classes, spec.head_size, spec.efficient, spec.use_bias,
                              name="global_pointer")(h, mask)
     cls = nn.Dropout(spec.dropout_rate)(h[:, 0], deterministic=deterministic)
     width = spec.num_classes if spec.layer == "classification" else 1

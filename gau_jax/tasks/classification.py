@@ -34,7 +34,7 @@ class Classification(TaskKind):
     def head(self, spec: TaskSpec, num_classes: int, opts: TaskOptions) -> HeadSpec:
         return HeadSpec("classification", int(num_classes), float(opts.classifier_dropout))
 
-    def sums_fn(self, model: Any):
+    def sums_fn(self, model: Any, opts: TaskOptions | None = None):
         return losses.classification_sums_fn(model)
 
     def batches(self, spec, rows, tok, features, opts, *, train, batch_size, seed=0,

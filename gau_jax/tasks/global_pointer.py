@@ -56,9 +56,9 @@ class GlobalPointerKind(TaskKind):
     def head(self, spec: TaskSpec, num_classes: int, opts: TaskOptions) -> HeadSpec:
         return HeadSpec("global_pointer", self.num_types(spec, num_classes),
                         float(opts.classifier_dropout), int(opts.gp_head_size),
-                        bool(opts.gp_efficient))
+                        bool(opts.gp_efficient), bool(opts.gp_bias))
 
-    def sums_fn(self, model: Any):
+    def sums_fn(self, model: Any, opts: TaskOptions | None = None):
         return losses.global_pointer_sums_fn(model)
 
     collator = SpanCollator

@@ -45,6 +45,7 @@ from gau_jax.data.tasks import TaskSpec
 from gau_jax.models.heads import GP_EFFICIENT, GP_HEAD_SIZE, HEAD_DROPOUT, HeadSpec
 
 Predictions = list[dict[str, Any]] | dict[str, Any]
+SPAN_LOSSES = ("multilabel", "softmax_cells")
 
 
 class SubmissionError(ValueError):
@@ -65,6 +66,13 @@ class TaskOptions:
     classifier_dropout: float = HEAD_DROPOUT  # dropout on [CLS] before the Dense
     gp_head_size: int = GP_HEAD_SIZE  # GlobalPointer q / k width per type
     gp_efficient: bool = GP_EFFICIENT  # Efficient GlobalPointer (shared q/k, per-type biases)
+    gp_bias: bool = True             # GlobalPointer projections with biases (Su's: without)
+    span_loss: str = "multilabel"    # span: multilabel (GlobalPointer's) | softmax_cells (Su's
+    #                                  CMRC2018: softmax over a window's context cells)
+
+    def __post_init__(self):
+        if self.span_loss not in SPAN_LOSSES:
+            raise ValueError(f"config.span_loss={self.span_loss!r}: choose one of {SPAN_LOSSES}")
 
     @classmethod
     def of(cls, config: Any) -> TaskOptions:
@@ -103,7 +111,8 @@ class TaskKind:
     def head(self, spec: TaskSpec, num_classes: int, opts: TaskOptions) -> HeadSpec:
         raise NotImplementedError
 
-    def sums_fn(self, model: Any):
+    def sums_fn(self, model: Any, opts: TaskOptions | None = None):
+        """The loss sums of `model`'s outputs (opts: the run's, for kinds with a loss choice)."""
         raise NotImplementedError
 
     # ---------------------------------------------------------------- data side

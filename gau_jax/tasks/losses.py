@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gau_jax.models.global_pointer import NEG_INF, global_pointer_loss
+from gau_jax.models.global_pointer import NEG_INF, global_pointer_loss, span_softmax_loss
 
 Batch = dict[str, jax.Array]
 SumsFn = Callable[..., dict[str, jax.Array]]
@@ -131,5 +131,38 @@ def global_pointer_sums_fn(model) -> SumsFn:
         exact = jnp.all((logits > 0) == gold, axis=(1, 2, 3)).astype(jnp.float32)
         w = batch["weights"].astype(jnp.float32)
         return {"loss": jnp.sum(w * loss), "weight": jnp.sum(w), "correct": jnp.sum(w * exact)}
+
+    return sums
+
+
+def context_cells(segment_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    """[b, n, n] bool: cells (i, j), i ≤ j, whose tokens are both [CLS] or context, in a span
+    row `[CLS] question [SEP] window [SEP]` (segment 1 = window + last [SEP]): Su's CMRC2018
+    mask (src/cmrc2018.py) — question, both [SEP] and padding out."""
+    real = attention_mask > 0
+    n = real.shape[-1]
+    pos = jnp.arange(n)
+    last = pos[None, :] == (jnp.sum(real, -1, keepdims=True) - 1)
+    ok = ((segment_ids == 1) & real & ~last) | (pos[None, :] == 0)
+    return ok[:, :, None] & ok[:, None, :] & jnp.triu(jnp.ones((n, n), bool))
+
+
+def span_softmax_sums_fn(model) -> SumsFn:
+    """Span sums with Su's CMRC2018 loss: softmax cross-entropy over a row's context cells
+    (`context_cells`, span_softmax_loss); "correct" counts rows whose best cell is gold."""
+
+    def sums(params, batch, rng, residual_scale, train):
+        logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
+                                                  batch["segment_ids"]),
+                            deterministic=not train, **model_kwargs(residual_scale, None))
+        cells = context_cells(batch["segment_ids"], batch["attention_mask"])
+        loss = span_softmax_loss(logits, batch["span_labels"], cells)
+        b = logits.shape[0]
+        flat = jnp.where(cells, logits[:, 0], NEG_INF).reshape(b, -1)
+        best = jnp.argmax(flat, -1)
+        hit = jnp.take_along_axis(batch["span_labels"].reshape(b, -1), best[:, None], -1)[:, 0]
+        w = batch["weights"].astype(jnp.float32)
+        return {"loss": jnp.sum(w * loss), "weight": jnp.sum(w),
+                "correct": jnp.sum(w * (hit > 0).astype(jnp.float32))}
 
     return sums

@@ -69,7 +69,7 @@ class MultipleChoice(TaskKind):
     def head(self, spec: TaskSpec, num_classes: int, opts: TaskOptions) -> HeadSpec:
         return HeadSpec("multiple_choice", 1, float(opts.classifier_dropout))
 
-    def sums_fn(self, model: Any):
+    def sums_fn(self, model: Any, opts: TaskOptions | None = None):
         return losses.multiple_choice_sums_fn(model)
 
     def features(self, spec, rows, tok, opts) -> Features:

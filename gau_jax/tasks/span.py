@@ -3,6 +3,10 @@
     input     [CLS] question [SEP] window [SEP]: windows of the context every `stride` tokens
               (gau_jax/data/task_features.py `span_features`)
     head      GlobalPointer with one type, the answer (gau_jax/tasks/global_pointer.py)
+    loss      config.span_loss: GlobalPointer's multilabel loss, or (CMRC2018's recipe, Su's
+              src/cmrc2018.py) softmax cross-entropy over the window's cells whose tokens are
+              [CLS] or context — question and [SEP] cells masked; a window without the answer
+              targets (0, 0)
     decode    per question the best-scoring context span over all its windows, at most
               `max_answer_length` tokens (task_features.AnswerAggregator)
     score     EM and F1 of CMRC2018's official script (gau_jax/data/clue_metrics.py), ranked
@@ -19,6 +23,7 @@ from typing import Any
 from gau_jax.data import clue_metrics
 from gau_jax.data.task_features import AnswerAggregator, Features, records, span_features
 from gau_jax.data.tasks import TaskSpec, as_text
+from gau_jax.tasks import losses
 from gau_jax.tasks.global_pointer import GlobalPointerKind
 from gau_jax.tasks.kind import Decoded, TaskOptions, example_id, register
 
@@ -30,6 +35,13 @@ class Span(GlobalPointerKind):
 
     def num_types(self, spec: TaskSpec, num_classes: int) -> int:
         return 1
+
+    def sums_fn(self, model: Any, opts: TaskOptions | None = None):
+        """opts.span_loss: GlobalPointer's multilabel loss, or Su's softmax over a window's
+        context cells (question cells masked out; gau_jax/tasks/losses.py)."""
+        if opts is not None and opts.span_loss == "softmax_cells":
+            return losses.span_softmax_sums_fn(model)
+        return super().sums_fn(model, opts)
 
     def features(self, spec, rows, tok, opts) -> Features:
         return span_features(rows, tok, max_len=opts.max_length, stride=opts.stride,

@@ -61,7 +61,7 @@ def _pruned_params(inputs, config, trunk_params, train_batches, spec) -> dict:
     else:  # the task head's loss on the frozen trunk (a fresh head, as at the run's start)
         clf = methods.task_model(frozen_trunk_config(trunk), inputs.model.task_head)
         head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
-        sums = kind_of(spec).sums_fn(clf)
+        sums = kind_of(spec).sums_fn(clf, TaskOptions.of(config))
 
         def loss(p, b):
             s = sums({**head, "encoder": p}, b, None, None, False)

@@ -132,7 +132,7 @@ def task_inputs(config, workdir: Path) -> RunSetup:
     if not multi:
         t = tasks[0]
         _total_steps(config, t.train_rows())
-        inputs = RunSetup(model=built.model, sums_fn=t.kind.sums_fn(built.model),
+        inputs = RunSetup(model=built.model, sums_fn=t.kind.sums_fn(built.model, opts),
                         train=iter(t.batches(tok, "train", config, train=True)),
                         dev_batches=lambda: t.batches(tok, "dev", config, train=False),
                         label_names=tuple(t.spec.label_names), features=t.features,
@@ -177,7 +177,7 @@ class _HeadView:
 def mixture_sums_fn(model, tasks: list[_TaskData]):
     """The loss sums of a marked batch (gau_jax/tasks/mixture.py): its task's kind's sums on
     its task's head."""
-    fns = {t.name: t.kind.sums_fn(_HeadView(model, t.name)) for t in tasks}
+    fns = {t.name: t.kind.sums_fn(_HeadView(model, t.name), t.opts) for t in tasks}
 
     def sums(params, batch, rng, residual_scale, train):
         task, batch = task_of(batch)
