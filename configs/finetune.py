@@ -142,4 +142,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_every_steps = 250
     c.eval_batches = 0               # whole dev set
     c.keep_best = True               # keep params of the best dev CLUE metric in DIR/best
+    c.best_metric = ""               # the metric DIR/best is kept by ("" = the task's: EM for
+    #                                  cmrc2018, f1 = f1_span for cluener — exact (type, start,
+    #                                  end) micro F1, Su's — or f1_leaderboard: CLUENER2020
+    #                                  score.py's per-type text F1; accuracy otherwise)
     return c

@@ -100,3 +100,17 @@ def test_recipe_selects_su_span_loss_and_the_standard_bias_free_global_pointer()
     params = GlobalPointer(1, 8, efficient=False, use_bias=False).init(
         jax.random.PRNGKey(0), jnp.ones((1, 4, 16)))["params"]
     assert set(params["dense"]) == {"kernel"}
+
+
+def test_best_metric_is_the_tasks_unless_the_config_names_one_it_reports():
+    from gau_jax.tasks.kind import best_metric
+
+    ner, qa = get_task("cluener"), get_task("cmrc2018")
+    assert best_metric(ner) == "f1" and best_metric(qa) == "em"
+    assert best_metric(ner, "f1_leaderboard") == "f1_leaderboard"
+    with pytest.raises(ValueError, match="config.best_metric='f1_leaderboard'"):
+        best_metric(qa, "f1_leaderboard")
+    result = kind_of(ner).score(ner, [{"id": 0, "label": {"game": {"CS": [[0, 1]]}}}],
+                                [{"id": 0, "label": {"game": {"CS": [[0, 1]]}}}])
+    assert set(kind_of(ner).metrics) <= set(result)
+    assert result["f1_span"] == result["f1"] == 100.0

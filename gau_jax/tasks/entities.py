@@ -4,8 +4,9 @@
     head      GlobalPointer with one type per entity type (gau_jax/tasks/global_pointer.py)
     decode    every (type, i, j) with score s > 0 (models/global_pointer.decode_spans), mapped to
               characters by the row's token offsets (task_features_ner_mc.ner_entities)
-    score     "f1" (the metric runs are ranked by): exact (type, start, end) micro F1, Su's
-              and the GAU-α table's; "f1_leaderboard": the CLUE leaderboard's (CLUENER2020
+    score     "f1" = "f1_span" (the metric runs are ranked by unless config.best_metric says
+              otherwise): exact (type, start, end) micro F1, Su's and the GAU-α table's;
+              "f1_leaderboard": the CLUE leaderboard's (CLUENER2020
               score.py: entity texts per type, macro F1 over the 10 types), with its per-type
               F1 in "f1_types" (gau_jax/data/clue_metrics.py)
     baseline  no entities
@@ -32,6 +33,7 @@ from gau_jax.tasks.kind import Decoded, TaskOptions, by_id, example_id, register
 class Entities(GlobalPointerKind):
     name = "entities"
     metric = "f1"
+    metrics = ("f1", "f1_span", "f1_leaderboard", "precision", "recall")
 
     def num_types(self, spec: TaskSpec, num_classes: int) -> int:
         return int(num_classes)
@@ -76,9 +78,9 @@ class Entities(GlobalPointerKind):
     def score(self, spec, predictions, gold) -> dict[str, Any]:
         pairs = by_id(predictions, gold)
         pred, true = [p or {} for p, _ in pairs], [g for _, g in pairs]
-        return {"task": spec.name, "metric": self.metric,
-                **clue_metrics.entity_f1([clue_metrics.entity_set(p) for p in pred],
-                                         [clue_metrics.entity_set(g) for g in true]),
+        span = clue_metrics.entity_f1([clue_metrics.entity_set(p) for p in pred],
+                                      [clue_metrics.entity_set(g) for g in true])
+        return {"task": spec.name, "metric": self.metric, **span, "f1_span": span["f1"],
                 **clue_metrics.leaderboard_f1(pred, true, spec.label_names)}
 
     def constant(self, spec: TaskSpec, rows: Sequence[Mapping]) -> list[dict]:

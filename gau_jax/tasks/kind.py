@@ -102,7 +102,8 @@ class TaskKind:
     """The base of every kind (module docstring); subclasses fill in the abstract parts."""
 
     name: str = ""
-    metric: str = "accuracy"         # the dev metric keep_best compares
+    metric: str = "accuracy"         # the dev metric keep_best compares by default
+    metrics: tuple[str, ...] = ("accuracy",)  # every score `score` reports (config.best_metric)
     lst_cache: bool = False          # LST may train on cached trunk features
     decodes_dev: bool = False        # dev metric needs decoding on the host (RunSetup.dev_eval)
     one_object: bool = False         # submission: one JSON object {id: label}, not JSON Lines
@@ -268,6 +269,18 @@ def get_kind(name: str) -> TaskKind:
     if name not in _REGISTRY:
         raise ValueError(f"task kind {name!r} unknown; registered: {available()}")
     return _REGISTRY[name]
+
+
+def best_metric(spec: TaskSpec, chosen: str = "") -> str:
+    """The dev metric keep_best compares: `chosen` (config.best_metric) when the task's kind
+    reports it, else the kind's own; ValueError naming the field for one it does not report."""
+    kind = kind_of(spec)
+    if not chosen:
+        return kind.metric
+    if chosen not in kind.metrics:
+        raise ValueError(f"config.best_metric={chosen!r}: task {spec.name!r} ({spec.kind}) "
+                         f"reports {kind.metrics}")
+    return chosen
 
 
 def kind_of(spec: TaskSpec) -> TaskKind:

@@ -31,6 +31,7 @@ from gau_jax.tasks.kind import Decoded, TaskOptions, example_id, register
 class Span(GlobalPointerKind):
     name = "span"
     metric = "em"
+    metrics = ("em", "f1")
     one_object = True
 
     def num_types(self, spec: TaskSpec, num_classes: int) -> int:

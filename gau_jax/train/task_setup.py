@@ -30,6 +30,7 @@ from gau_jax.data.tasks import TaskSpec, check_task
 from gau_jax.models.heads import HEAD_PARAMS
 from gau_jax.tasks import TaskOptions, kind_of
 from gau_jax.tasks.evaluation import DevEval
+from gau_jax.tasks.kind import best_metric
 from gau_jax.tasks.mixture import TaskMixture, mark, mixture_rates, task_of
 from gau_jax.train import methods
 from gau_jax.train.checkpoint import merge_pretrained
@@ -136,7 +137,8 @@ def task_inputs(config, workdir: Path) -> RunSetup:
                         train=iter(t.batches(tok, "train", config, train=True)),
                         dev_batches=lambda: t.batches(tok, "dev", config, train=False),
                         label_names=tuple(t.spec.label_names), features=t.features,
-                        best_metric=t.kind.metric, post_init=_head_from(config, t.name),
+                        best_metric=best_metric(t.spec, config.get("best_metric", "")),
+                        post_init=_head_from(config, t.name),
                         **common)
         if t.kind.decodes_dev:
             inputs.dev_eval = DevEval(built.model, t.spec, t.splits["dev"],
