@@ -19,7 +19,9 @@ preset of configs/models.py) and method (full | lst | lora | adapter | bitfit). 
 on one task drawn with rate ∝ (its train rows)^mixture_alpha (gau_jax/tasks/mixture.py argues
 one task per step); every evaluation scores every task's dev set with its CLUE metric, and
 DIR/best keeps the params of the best mean of the tasks' main metrics. Lengths are shared by the
-tasks (max_length, stride, ...); batch_size is every step's. The small variant
+tasks (max_length, stride, ...); batch_size is every step's; the CLUE tasks' recipe options
+(standard GlobalPointer, CMRC2018's span loss) apply, so each head is the one its single-task run
+builds. The small variant
 (`...,local=1`) shrinks lengths and steps for a CPU.
 """
 
@@ -30,6 +32,7 @@ import ml_collections
 from configs import models
 from configs.common import trainer_config
 from configs.finetune import method_fields, task_fields
+from gau_jax.data.tasks import CLUE_TASKS
 
 ARG_KEYS = ("tasks", "model", "method", "local")
 DEFAULTS = {"tasks": "tnews+afqmc+cmrc2018+c3", "model": "gau_alpha_tiny", "method": "full",
@@ -47,6 +50,21 @@ def parse_arg(arg: str | None) -> dict[str, str]:
     return out
 
 
+def recipe_options(tasks: str) -> dict:
+    """The union of the CLUE tasks' recipe options (gau_jax/data/tasks.py `Recipe.options`), so
+    each task's head and loss are those its single-task run builds (and its workdir fits
+    init_from either way); ValueError when two tasks' recipes disagree on one."""
+    out: dict = {}
+    for name in tasks.split("+"):
+        spec = CLUE_TASKS.get(name.strip())
+        for key, value in (spec.recipe.options if spec and spec.recipe else {}).items():
+            if key in out and out[key] != value:
+                raise ValueError(f"configs/multitask.py: tasks={tasks!r}: the recipes disagree on "
+                                 f"{key} ({out[key]!r} vs {value!r}); set --config.{key}")
+            out[key] = value
+    return out
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Multi-task config for 'tasks=a+b+...,model=...,method=...[,local=1]'."""
     a = parse_arg(arg)
@@ -59,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_classes = 0                # (single-task runs only; each task's label set is used)
     c.vocab_path = ""                # vocab.txt when init_from has none ("" = char vocab)
     task_fields(c)
+    c.update(recipe_options(a["tasks"]))  # the tasks' recipes' options (GlobalPointer, span loss)
     c.max_length = 256               # shared by every task
     c.batch_size = 32                # rows of each step's one task
     c.total_steps = 0                # 0: epochs over the tasks' summed train rows

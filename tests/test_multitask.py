@@ -50,7 +50,8 @@ def test_each_head_gets_gradients_only_from_its_own_tasks_rows():
     model = TaskModel(build_encoder(cfg), heads)
     params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 8), jnp.int32))["params"]
     assert {"tnews", "afqmc", "encoder"} <= set(params)
-    tasks = [types.SimpleNamespace(name=n, kind=kind_of(get_task(n))) for n, _ in heads]
+    tasks = [types.SimpleNamespace(name=n, kind=kind_of(get_task(n)), opts=None)
+             for n, _ in heads]
     sums = mixture_sums_fn(model, tasks)
     rng = np.random.default_rng(0)
     batch = {"input_ids": rng.integers(5, 40, (4, 8)).astype(np.int32),

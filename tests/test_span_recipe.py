@@ -114,3 +114,12 @@ def test_best_metric_is_the_tasks_unless_the_config_names_one_it_reports():
                                 [{"id": 0, "label": {"game": {"CS": [[0, 1]]}}}])
     assert set(kind_of(ner).metrics) <= set(result)
     assert result["f1_span"] == result["f1"] == 100.0
+
+
+def test_multitask_config_takes_its_tasks_recipe_options():
+    from configs import multitask
+
+    c = multitask.get_config("tasks=cmrc2018+cluener+tnews")
+    assert (c.span_loss, c.gp_efficient, c.gp_bias) == ("softmax_cells", False, False)
+    plain = multitask.get_config("tasks=tnews+afqmc")
+    assert (plain.span_loss, plain.gp_efficient, plain.gp_bias) == ("multilabel", True, True)
