@@ -50,10 +50,10 @@ def test_global_pointer_scores_by_hand(efficient):
     h = np.random.default_rng(0).normal(size=(1, n, d)).astype(np.float32)
     mask = (np.arange(n) < length).astype(np.int32)[None]
     gp = GlobalPointer(T, D, efficient=efficient)
-    params = gp.init(jax.random.PRNGKey(1), h, mask)["params"]
+    params = jax.jit(gp.init)(jax.random.PRNGKey(1), h, mask)["params"]
     # non-zero biases so that they are checked too
     params = jax.tree.map(lambda x: x + 0.1 if x.ndim == 1 else x, params)
-    got = np.asarray(gp.apply({"params": params}, h, mask))[0]
+    got = np.asarray(jax.jit(gp.apply)({"params": params}, h, mask))[0]
     w, b = (np.asarray(params["dense"][k], np.float64) for k in ("kernel", "bias"))
     x = h[0].astype(np.float64) @ w + b
     if efficient:
@@ -76,7 +76,8 @@ def test_multilabel_crossentropy_matches_formula():
     y[2] = 0  # a row without positives
     want = [np.log1p(np.exp(s[r][y[r] == 0]).sum()) + np.log1p(np.exp(-s[r][y[r] == 1]).sum())
             for r in range(3)]
-    np.testing.assert_allclose(np.asarray(multilabel_crossentropy(s, y)), want, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.jit(multilabel_crossentropy)(s, y)), want,
+                               rtol=1e-5)
 
 
 def test_decode_spans_recovers_gold_from_a_perfect_matrix():
@@ -91,7 +92,7 @@ def test_decode_spans_recovers_gold_from_a_perfect_matrix():
     labels = np.zeros((1, T, n, n), np.float32)
     for t, i, j in gold:
         labels[0, t, i, j] = 1
-    loss = float(global_pointer_loss(jnp.asarray(scores[None]), jnp.asarray(labels))[0])
+    loss = float(jax.jit(global_pointer_loss)(jnp.asarray(scores[None]), jnp.asarray(labels))[0])
     assert 0 < loss < 0.1  # margins of 5 on both sides: a small loss, finite at NEG_INF
 
 
@@ -109,7 +110,7 @@ def test_multiple_choice_logit_ignores_position_and_absent_choices():
     mask = np.ones_like(ids)
     mask[0, 1, 5:] = 0
     ids = ids * mask
-    params = model.init(jax.random.PRNGKey(0), ids[:, 0])["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), ids[:, 0])["params"]
     f = jax.jit(lambda i, m: model.apply({"params": params}, i, m, jnp.zeros_like(i)))
     base = np.asarray(f(ids, mask))[0]
     perm = [2, 0, 1]

@@ -39,11 +39,12 @@ def test_lora_zero_b_leaves_output_unchanged(block):
     config = run_config(**{"lora.rank": 2, "lora.alpha": 4.0,
                            "lora.targets": ("query", "value", "uvz")})
     spec = build_method("lora", cfg(block), 3, config)
-    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    p = jax.jit(spec.model.init)(jax.random.PRNGKey(0), IDS)["params"]
     assert spec.encoder_path == ("base", "encoder")
     plain = classifier(build_encoder(cfg(block)), 3)
-    want = plain.apply({"params": p["base"]}, IDS)
-    np.testing.assert_allclose(spec.model.apply({"params": p}, IDS), want, rtol=1e-6, atol=1e-6)
+    want = jax.jit(plain.apply)({"params": p["base"]}, IDS)
+    apply = jax.jit(spec.model.apply)
+    np.testing.assert_allclose(apply({"params": p}, IDS), want, rtol=1e-6, atol=1e-6)
     trained = leaves_where(spec.trainable(p), p)
     assert trained and all(k.startswith(("base/classifier", "layers")) or "/A" in k or "/B" in k
                            for k in trained)
@@ -51,20 +52,20 @@ def test_lora_zero_b_leaves_output_unchanged(block):
     # a nonzero B changes the output: the update is really applied
     p2 = jax.tree_util.tree_map_with_path(
         lambda path, x: x + 0.1 if str(getattr(path[-1], "key", "")).endswith("/B") else x, p)
-    assert not np.allclose(spec.model.apply({"params": p2}, IDS), want)
+    assert not np.allclose(apply({"params": p2}, IDS), want)
 
 
 def test_adapter_identity_at_init_and_mask():
     config = run_config(adapter_size=8)
     spec = build_method("adapter", cfg(), 3, config)
-    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    p = jax.jit(spec.model.init)(jax.random.PRNGKey(0), IDS)["params"]
     plain = classifier(build_encoder(cfg()), 3)
     q = {"classifier": p["classifier"],
          "encoder": {k: v for k, v in p["encoder"].items() if k != "layers"}}
     q["encoder"]["layers"] = {k: v for k, v in p["encoder"]["layers"].items()
                               if not k.startswith("Adapter")}
-    np.testing.assert_allclose(spec.model.apply({"params": p}, IDS),
-                               plain.apply({"params": q}, IDS), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(spec.model.apply)({"params": p}, IDS),
+                               jax.jit(plain.apply)({"params": q}, IDS), rtol=1e-6, atol=1e-6)
     trained = leaves_where(spec.trainable(p), p)
     assert trained == {k for k in trained if "Adapter" in k or k.startswith("classifier")}
     assert any("Adapter" in k for k in trained)
@@ -72,7 +73,7 @@ def test_adapter_identity_at_init_and_mask():
 
 def test_bitfit_biases_only_and_pretrained_error():
     spec = build_method("bitfit", cfg(), 3, run_config(init_from=""))
-    p = spec.model.init(jax.random.PRNGKey(0), IDS)["params"]
+    p = jax.jit(spec.model.init)(jax.random.PRNGKey(0), IDS)["params"]
     trained = leaves_where(spec.trainable(p), p)
     assert any(k.endswith("bias") and k.startswith("encoder") for k in trained)
     assert all(k.endswith("bias") or k.startswith("classifier") for k in trained)
