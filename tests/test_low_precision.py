@@ -22,10 +22,11 @@ LOSS_RTOL = 0.02  # bfloat16 trunk vs float32 trunk: LST loss within 2 % (8-bit 
 
 
 def test_real_length_is_counted_in_float32():
+    lengths = jax.jit(real_lengths)
     mask = jnp.ones((2, 1001), jnp.bfloat16).at[1, 1000:].set(0)
-    np.testing.assert_array_equal(real_lengths(mask), [1001.0, 1000.0])
+    np.testing.assert_array_equal(lengths(mask), [1001.0, 1000.0])
     assert float(jnp.sum(jnp.ones(1001, jnp.bfloat16))) == 1000.0  # the bug it avoids
-    np.testing.assert_array_equal(real_lengths(jnp.zeros((1, 4), jnp.int32)), [1.0])
+    np.testing.assert_array_equal(lengths(jnp.zeros((1, 4), jnp.int32)), [1.0])
 
 
 @pytest.mark.slow
@@ -33,10 +34,10 @@ def test_mixed_chunk_gau_in_bfloat16_tracks_float32_at_length_1001():
     x = np.random.default_rng(0).normal(size=(1, 1001, 16)).astype(np.float32)
     mask = np.ones((1, 1001), np.int32)
     gau = GatedAttentionUnit(expansion=16, key_size=8, chunk_size=128)
-    p = gau.init(jax.random.PRNGKey(0), x, mask)
-    want = gau.apply(p, x, mask)
-    got = GatedAttentionUnit(expansion=16, key_size=8, chunk_size=128,
-                             dtype=jnp.bfloat16).apply(p, x, mask)
+    p = jax.jit(gau.init)(jax.random.PRNGKey(0), x, mask)
+    want = jax.jit(gau.apply)(p, x, mask)
+    got = jax.jit(GatedAttentionUnit(expansion=16, key_size=8, chunk_size=128,
+                                     dtype=jnp.bfloat16).apply)(p, x, mask)
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=0.05, atol=0.05)
 
@@ -52,8 +53,8 @@ def _lst(trunk_dtype):
 def test_bfloat16_trunk_lst_loss_close_to_float32_and_side_stays_float32():
     b = synthetic.classification_batch(8, 16, 40, seed=0)
     f32, bf16 = _lst("float32"), _lst("bfloat16")
-    params = f32.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
-    low = cast_trunk(params, bf16.lst)
+    params = jax.jit(f32.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    low = jax.jit(lambda p: cast_trunk(p, bf16.lst))(params)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(low["encoder"]))
     assert all(x.dtype == jnp.float32 for k, v in low.items() if k != "encoder"
                for x in jax.tree.leaves(v))
@@ -62,7 +63,7 @@ def test_bfloat16_trunk_lst_loss_close_to_float32_and_side_stays_float32():
         tx = make_optimizer("adamw", optax.constant_schedule(1e-2), trainable=trainable_side)
         step = jax.jit(make_train_step(classification_sums_fn(model), tx,
                                        trainable=trainable_side))
-        state = create_state(p, tx, 0)
+        state = jax.jit(lambda p, tx=tx: create_state(p, tx, 0))(p)
         trace = []
         for _ in range(3):
             state, m = step(state, b)
@@ -95,11 +96,12 @@ def test_bfloat16_trunk_features_are_never_stacked_in_float32():
     stacks = {}
     for dtype in ("bfloat16", "float32"):
         model = _lst(dtype)
-        params = cast_trunk(model.init(jax.random.PRNGKey(0), batch["input_ids"])["params"],
-                            model.lst)
+        params = jax.jit(lambda k, i, m=model: cast_trunk(m.init(k, i)["params"], m.lst))(
+            jax.random.PRNGKey(0), batch["input_ids"])
         tx = make_optimizer("adamw", optax.constant_schedule(1e-2), trainable=trainable_side)
         step = make_train_step(classification_sums_fn(model), tx, trainable=trainable_side)
-        hlo = jax.jit(step).lower(create_state(params, tx, 0), batch).compile().as_text()
+        state = jax.jit(lambda p, tx=tx: create_state(p, tx, 0))(params)
+        hlo = jax.jit(step).lower(state, batch).compile().as_text()
         trunk = model.trunk
         stacks[dtype] = _float32_feature_stacks(hlo, bsz, n, trunk.hidden_size, trunk.num_layers)
     assert stacks["float32"], "no float32 feature stack found in the float32 trunk's step"

@@ -48,7 +48,7 @@ def test_each_head_gets_gradients_only_from_its_own_tasks_rows():
     heads = (("tnews", HeadSpec("classification", 15, 0.0)),
              ("afqmc", HeadSpec("classification", 2, 0.0)))
     model = TaskModel(build_encoder(cfg), heads)
-    params = model.init(jax.random.PRNGKey(0), jnp.ones((1, 8), jnp.int32))["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.ones((1, 8), jnp.int32))["params"]
     assert {"tnews", "afqmc", "encoder"} <= set(params)
     tasks = [types.SimpleNamespace(name=n, kind=kind_of(get_task(n)), opts=None)
              for n, _ in heads]
@@ -58,8 +58,8 @@ def test_each_head_gets_gradients_only_from_its_own_tasks_rows():
              "segment_ids": np.zeros((4, 8), np.int32), "attention_mask": np.ones((4, 8), np.int32),
              "labels": np.array([0, 1, 1, 0], np.int32), "weights": np.ones(4, np.float32)}
     for task, other in (("tnews", "afqmc"), ("afqmc", "tnews")):
-        grads = jax.grad(lambda p, t=task: sums(p, mark(batch, t), None, None, False)["loss"])(
-            params)
+        grads = jax.jit(jax.grad(
+            lambda p, t=task: sums(p, mark(batch, t), None, None, False)["loss"]))(params)
         assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads[other]))
         assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads[task]))
         assert any(float(jnp.abs(g).max()) > 0.0 for g in jax.tree.leaves(grads["encoder"]))
@@ -67,9 +67,10 @@ def test_each_head_gets_gradients_only_from_its_own_tasks_rows():
         ref = kind_of(get_task(task)).sums_fn(
             types.SimpleNamespace(apply=lambda v, *a, t=task, **k: model.apply(v, *a, task=t,
                                                                                  **k)))
-        want = ref(params, batch, None, None, False)["loss"]
-        assert float(sums(params, mark(batch, task), None, None, False)["loss"]) == \
-            pytest.approx(float(want))
+        want = jax.jit(lambda p, b, f=ref: f(p, b, None, None, False)["loss"])(params, batch)
+        got = jax.jit(lambda p, b: sums(p, b, None, None, False)["loss"])(params,
+                                                                           mark(batch, task))
+        assert float(got) == pytest.approx(float(want))
 
 
 def _tiny(c, clue, steps):
@@ -147,12 +148,13 @@ def test_lst_multitask_is_one_side_network_with_a_head_per_task():
                   for n in ("tnews", "cluener"))
     built = methods.get("lst").build(c, cfg, heads)
     ids = jnp.ones((2, 8), jnp.int32)
-    params = built.model.init(jax.random.PRNGKey(0), ids)["params"]
+    params = jax.jit(built.model.init)(jax.random.PRNGKey(0), ids)["params"]
     assert {"encoder", "tnews", "cluener"} <= set(params)
     assert set(params["tnews"]) == {"classifier"} and set(params["cluener"]) == {"global_pointer"}
     assert any(k.startswith("side_") for k in params)  # one side network, shared
-    assert built.model.apply({"params": params}, ids, task="tnews").shape == (2, 15)
-    assert built.model.apply({"params": params}, ids, task="cluener").shape == (2, 10, 8, 8)
+    apply = jax.jit(built.model.apply, static_argnames=("task",))
+    assert apply({"params": params}, ids, task="tnews").shape == (2, 15)
+    assert apply({"params": params}, ids, task="cluener").shape == (2, 10, 8, 8)
     mask = built.trainable(params)
     assert not any(jax.tree.leaves(mask["encoder"]))
     assert all(jax.tree.leaves(mask["tnews"])) and all(jax.tree.leaves(mask["cluener"]))
