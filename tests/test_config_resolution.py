@@ -93,11 +93,3 @@ def test_init_from_refuses_shape_overrides(task_dir, trunk, tmp_path):
         Trainer(c, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["full", "lst", "lora", "adapter"])
-def test_every_method_trains_from_a_pretrained_trunk(task_dir, trunk, tmp_path, method):
-    c = _finetune(task_dir, trunk, method=method)
-    if method == "lst":
-        c.lst.reduction = 2
-    summary = train(c, tmp_path)
-    assert summary["step"] == 2 and summary["dev"]["count"] == 12

@@ -97,6 +97,17 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["full", "lst", "lora", "adapter"])
+def test_every_method_trains_from_a_pretrained_trunk(runs, method):
+    """Each method's run (init_from the pretraining workdir) reached its last step and
+    evaluated every dev row."""
+    path, _ = runs[method]
+    assert json.loads((path / "train_config.json").read_text())["init_from"] == str(runs["pt"][0])
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["step"] == STEPS and summary["dev"]["count"] == len(TEXTS)
+
+
+@pytest.mark.slow
 def test_pretraining_workdir(runs):
     path, params = runs["pt"]
     pre = load(path)
