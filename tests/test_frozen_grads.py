@@ -61,14 +61,14 @@ SLOW = pytest.mark.slow
 def test_trainable_grads_are_slices_of_the_full_gradient(method, block):
     spec = built(method, block)
     b = batch()
-    params = spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
-    params = nonzero_b(params) if method == "lora" else params
+    params = jax.jit(spec.model.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    params = jax.jit(nonzero_b)(params) if method == "lora" else params
     sums_fn = classification_sums_fn(spec.model)
     total = float(np.sum(b["weights"]))
-    full = jax.grad(lambda p: sums_fn(p, b, None, None, False)["loss"] / total)(params)
+    full = jax.jit(jax.grad(lambda p: sums_fn(p, b, None, None, False)["loss"] / total))(params)
     tx = make_optimizer("sgd", optax.constant_schedule(1.0), trainable=spec.trainable)
     step = jax.jit(make_train_step(sums_fn, tx, trainable=spec.trainable))
-    new, metrics = step(create_state(params, tx, 0), b)
+    new, metrics = step(jax.jit(lambda p: create_state(p, tx, 0))(params), b)
     mask = spec.trainable(params)
     want_sq = 0.0
     for (path, old), g, upd, m in zip(jax.tree_util.tree_leaves_with_path(params),
@@ -98,7 +98,8 @@ def test_unmerged_lora_equals_merged_forward_and_grads(block):
     spec = built("lora", block, targets=("query", "value", "uvz", "output"))
     b = batch()
     args = (b["input_ids"], b["attention_mask"], b["segment_ids"])
-    params = nonzero_b(spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"])
+    params = jax.jit(lambda k, i: nonzero_b(spec.model.init(k, i)["params"]))(
+        jax.random.PRNGKey(0), b["input_ids"])
     plain = classifier(build_encoder(model_cfg(block)), 3)
 
     def loss(logits):
@@ -106,9 +107,10 @@ def test_unmerged_lora_equals_merged_forward_and_grads(block):
 
     unmerged = lambda p: spec.model.apply({"params": p}, *args)
     merged = lambda p: plain.apply({"params": merge_lora(p, ALPHA)}, *args)
-    np.testing.assert_allclose(unmerged(params), merged(params), rtol=1e-5, atol=1e-5)
-    g_u = jax.grad(lambda p: loss(unmerged(p)))(params)
-    g_m = jax.grad(lambda p: loss(merged(p)))(params)
+    y_u, y_m, g_u, g_m = jax.jit(lambda p: (  # one program: both forwards, both gradients
+        unmerged(p), merged(p), jax.grad(lambda q: loss(unmerged(q)))(p),
+        jax.grad(lambda q: loss(merged(q)))(p)))(params)
+    np.testing.assert_allclose(y_u, y_m, rtol=1e-5, atol=1e-5)
     for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(g_u), jax.tree.leaves(g_m),
                             strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6,
@@ -150,10 +152,10 @@ def test_frozen_leaves_get_zero_update_and_no_state():
     """The optimizer state of a LoRA step covers A, B and the classifier only."""
     spec = built("lora")
     b = batch()
-    params = spec.model.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    params = jax.jit(spec.model.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
     tx = make_optimizer("adamw", optax.constant_schedule(1e-2), grad_clip_norm=1.0,
                         trainable=spec.trainable)
-    state = create_state(params, tx, 0)
+    state = jax.jit(lambda p: create_state(p, tx, 0))(params)
     step = jax.jit(make_train_step(classification_sums_fn(spec.model), tx,
                                    trainable=spec.trainable))
     new, _ = step(state, b)
@@ -257,8 +259,14 @@ def test_lora_matmul_vjp_equals_autodiff_of_the_formula():
     x, w, a, b, g = (jnp.asarray(rng.normal(size=s), jnp.float32)
                      for s in ((2, 5, 6), (6, 7), (6, 3), (3, 7), (2, 5, 7)))
     plain = lambda x, w, a, b: x @ w + 0.5 * ((x @ a) @ b)  # noqa: E731
-    y, vjp = jax.vjp(lambda *t: lora_matmul(*t, 0.5), x, w, a, b)
-    y_ref, vjp_ref = jax.vjp(plain, x, w, a, b)
+
+    @jax.jit(static_argnums=0)
+    def vjp_at_g(f, x, w, a, b, g):  # (f(x, w, a, b), its four cotangents at g), one program
+        y, vjp = jax.vjp(f, x, w, a, b)
+        return y, vjp(g)
+
+    y, cts = vjp_at_g(lambda *t: lora_matmul(*t, 0.5), x, w, a, b, g)
+    y_ref, cts_ref = vjp_at_g(plain, x, w, a, b, g)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-    for got, want in zip(vjp(g), vjp_ref(g), strict=True):
+    for got, want in zip(cts, cts_ref, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
