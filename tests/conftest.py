@@ -48,18 +48,23 @@ def shared_data() -> pathlib.Path:
 # one worker, so a module-scoped fixture that trains a workdir is built once (under plain `load`
 # each worker built it again), and modules are handed out heaviest first (longest-processing-
 # time-first), so the last to start are short ones and both workers stay busy to the end. A
-# module's cost is COST_S (seconds of its tests in a `make test` run on the 2-core machine, load
-# average ~5, 2026-12-07), else 20 s per test marked slow plus 1 s per other test. Applied in
-# xdist workers only: a plain `pytest` run keeps the file order. (`--dist loadgroup` would allow
-# finer groups, but with pytest 9 and xdist 3.8 its xdist_group marks are ignored: the group
-# suffix xdist writes into item._nodeid no longer reaches the node id.)
+# module's cost is COST_S (seconds of its tests in a profiling run of the suite on the 2-core
+# machine, 2026-12-07, load average 4-8; only the order matters), else 20 s per test marked
+# slow plus 1 s per other test. Applied in xdist workers only: a plain `pytest` run keeps the
+# file order. (`--dist loadgroup` would allow finer groups, but with pytest 9 and xdist 3.8 its
+# xdist_group marks are ignored: the group suffix xdist writes into item._nodeid no longer
+# reaches the node id.)
 COST_S = {
-    "test_encoder.py": 591, "test_task_methods.py": 545, "test_frozen_grads.py": 543,
-    "test_multitask.py": 90, "test_multitask_results.py": 60,
-    "test_multiprocess.py": 409, "test_lst.py": 407, "test_fault_injection.py": 384,
-    "test_pretrained_load.py": 207, "test_notebooks.py": 151, "test_sharding.py": 126,
-    "test_config_resolution.py": 95, "test_train_step.py": 95, "test_clue.py": 83,
-    "test_disk.py": 54, "test_corpus_multiprocess.py": 130, "test_corpus_training.py": 45,
+    "test_method_defaults.py": 452, "test_lst_clue.py": 440, "test_multiprocess.py": 420,
+    "test_clue_commands.py": 400, "test_fault_injection.py": 335, "test_multitask_results.py": 300,
+    "test_notebooks.py": 231, "test_task_training.py": 211, "test_frozen_grads.py": 200,
+    "test_pretrained_load.py": 200, "test_corpus_multiprocess.py": 180,
+    "test_experiments_small.py": 160, "test_peft_bench.py": 150, "test_clue_results.py": 150,
+    "test_lst.py": 150, "test_task_methods.py": 150, "test_encoder.py": 120,
+    "test_lst_cache.py": 117, "test_multitask.py": 100, "test_train_step.py": 100,
+    "test_sharding.py": 87, "test_lst_init.py": 70, "test_dropout_layout.py": 61,
+    "test_clue.py": 54, "test_disk.py": 54, "test_corpus_training.py": 45,
+    "test_config_resolution.py": 30,
 }
 
 
