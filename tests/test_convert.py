@@ -111,8 +111,9 @@ def test_convert_cli_writes_the_init_from_layout(tmp_path):
     _assert_same(params, raw)
     model, params2, tok = load_pretrained(out)
     batch = padded_batch(V, lengths=(6, 3))
-    a = build_encoder(cfg).apply({"params": params}, batch["input_ids"], batch["attention_mask"])
-    b = model.apply({"params": params2}, batch["input_ids"], batch["attention_mask"])
+    fwd = lambda m: jax.jit(lambda p, *x: m.apply({"params": p}, *x))  # one compile, not per op
+    a = fwd(build_encoder(cfg))(params, batch["input_ids"], batch["attention_mask"])
+    b = fwd(model)(params2, batch["input_ids"], batch["attention_mask"])
     np.testing.assert_allclose(a.logits, b.logits, atol=1e-6)
     assert tok.vocab_size == V and a.logits.shape == (2, 6, V)
     assert convert_main([str(out), str(tmp_path / "back"), "--to", "hf"]) == 0

@@ -224,14 +224,14 @@ def test_example_keys_are_the_documented_fold_ins():
     b = batch()
     row_logits = jax.jit(lambda key, *row: clf.apply({"params": params}, *row,
                                                      deterministic=False, rngs={"dropout": key}))
+    xent = jax.jit(optax.softmax_cross_entropy_with_integer_labels)
     for t in range(2):
         want = 0.0
         for i in range(2):
             key = jax.random.fold_in(jax.random.fold_in(state.rng, t), i)
             logits = row_logits(key, *(_rows(b, [i])[k] for k in (
                 "input_ids", "attention_mask", "segment_ids")))
-            want += float(optax.softmax_cross_entropy_with_integer_labels(
-                logits, b["labels"][i:i + 1])[0])
+            want += float(xent(logits, b["labels"][i:i + 1])[0])
         state, m = step(state, b)
         np.testing.assert_allclose(float(m["loss"]), want / 2, rtol=1e-5)
 
@@ -256,7 +256,8 @@ def test_real_masks_drop_at_their_rate_and_differ_between_scanned_layers():
     cfg.update(num_layers=2, scan_layers=True, hidden_size=32)
     enc = build_encoder(cfg)
     b = batch()
-    params = enc.init(jax.random.PRNGKey(0), b["input_ids"])["params"]
+    # a model of its own shapes: under jit one compile each, not one per eager op
+    params = jax.jit(enc.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
     seen = []  # (rate, input, output) of every real Dropout call, one per scanned layer
 
     def spy(next_fun, args, kwargs, context):
@@ -266,9 +267,10 @@ def test_real_masks_drop_at_their_rate_and_differ_between_scanned_layers():
                 (r, np.asarray(x), np.asarray(y))), args[0], out)
         return out
 
-    with nn.intercept_methods(spy):
-        enc.apply({"params": params}, b["input_ids"], b["attention_mask"], b["segment_ids"],
-                  deterministic=False, return_logits=False, rngs={"dropout": jax.random.key(4)})
+    with nn.intercept_methods(spy):  # traced here, inside the interceptor
+        jax.jit(lambda p, key, *a: enc.apply({"params": p}, *a, deterministic=False,
+                                             return_logits=False, rngs={"dropout": key}))(
+            params, jax.random.key(4), b["input_ids"], b["attention_mask"], b["segment_ids"])
     by_shape = {}
     for rate, x, y in seen:
         live = x != 0

@@ -66,7 +66,7 @@ def test_pruned_side_params_fit_the_model(preset):
                     side_block="gau" if preset.startswith("gau") else "roformer_v2")
     model = build_model(c, 2, lst)
     ids = jnp.ones((1, 8), jnp.int32)
-    params = model.init(jax.random.PRNGKey(0), ids)["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), ids)["params"]  # one compile, not per op
     trunk = encoder_config(c)
     side = pruned_side_params(params["encoder"], magnitude_scores(params["encoder"]), trunk, lst)
     fresh = {k: v for k, v in params.items() if k in side}
@@ -81,7 +81,7 @@ def test_pruned_side_params_fit_the_model(preset):
     kept = np.nonzero(np.asarray(side["down_0"]["kernel"]).sum(1))[0]
     np.testing.assert_array_equal(kept, np.sort(np.argsort(-imp)[:32]))
     merged = {**params, **side}
-    out = model.apply({"params": merged}, ids)
+    out = jax.jit(lambda p, x: model.apply({"params": p}, x))(merged, ids)
     assert out.shape == (1, 2) and np.all(np.isfinite(out))
 
 

@@ -193,7 +193,7 @@ def test_block_boundary_constraints_only_under_the_jit_rules():
     cfg = tiny_pretrain_config().model
     model = build_encoder(cfg)
     ids = jnp.ones((8, 16), jnp.int32)
-    params = model.init(jax.random.PRNGKey(0), ids)["params"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), ids)["params"]  # one compile, not per op
     f = lambda p, x: model.apply({"params": p}, x).last_hidden_state
     mesh = _mesh(fsdp=8)
     count = lambda fn: jax.jit(fn).lower(params, ids).as_text().count("sharding_constraint")
@@ -201,7 +201,7 @@ def test_block_boundary_constraints_only_under_the_jit_rules():
     assert count(partition.with_activation_rules(f, mesh)) >= 2  # embeddings + block
     one = lambda p, x: jax.vmap(lambda r: f(p, r[None])[0])(x)  # per-example: no error
     got = jax.jit(partition.with_activation_rules(one, mesh))(params, ids)
-    np.testing.assert_allclose(got, f(params, ids), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, jax.jit(f)(params, ids), rtol=1e-5, atol=1e-6)
     with nn.logical_axis_rules(partition.ACTIVATION_RULES):  # rules but no mesh: identity
         x = jnp.ones((8, 4, 2))
         assert constrain_activations(x) is x

@@ -19,7 +19,7 @@ def _single_device_run(config, steps):
     inputs = synthetic_inputs(config)
     tx = optimizer_from_config(config)
     dummy = np.ones((1, config.max_length), np.int32)
-    params = inputs.model.init(jax.random.PRNGKey(config.seed), dummy)["params"]
+    params = jax.jit(inputs.model.init)(jax.random.PRNGKey(config.seed), dummy)["params"]
     state = create_state(params, tx, config.seed)
     step = jax.jit(make_train_step(inputs.sums_fn, tx, grad_accum_steps=config.grad_accum_steps))
     losses = []
@@ -112,7 +112,8 @@ def test_roformer_v2_bfloat16_with_residual_ramp():
     validate_config(config)
     inputs = synthetic_inputs(config)
     tx = optimizer_from_config(config)
-    params = inputs.model.init(jax.random.PRNGKey(0), np.ones((1, 16), np.int32))["params"]
+    params = jax.jit(inputs.model.init)(jax.random.PRNGKey(0), np.ones((1, 16), np.int32))[
+        "params"]
     step = jax.jit(make_train_step(inputs.sums_fn, tx, residual_ramp_steps=2))
     state = create_state(params, tx, 0)
     state, m = step(state, next(inputs.train))
@@ -120,8 +121,9 @@ def test_roformer_v2_bfloat16_with_residual_ramp():
     assert np.isfinite(losses[0]) and int(state.step) == 1
     # At α = 0 every block is the identity up to the norm: loss equals the embedding-only model.
     batch = inputs.train.batch(0)
-    zero = inputs.sums_fn(params, batch, jax.random.PRNGKey(0), 0.0, False)
-    one = inputs.sums_fn(params, batch, jax.random.PRNGKey(0), 1.0, False)
+    sums = jax.jit(lambda p, b, key, scale: inputs.sums_fn(p, b, key, scale, False))
+    zero = sums(params, batch, jax.random.PRNGKey(0), 0.0)
+    one = sums(params, batch, jax.random.PRNGKey(0), 1.0)
     at = lambda s: float(s["loss"] / s["weight"])
     assert abs(at(zero) - losses[0]) < 1e-2 < abs(at(one) - losses[0])
 
@@ -144,14 +146,15 @@ def test_max_predictions_scores_only_the_top_k_masked_tokens():
     config = tiny_pretrain_config()
     inputs = synthetic_inputs(config)
     batch = SyntheticMLM(8, 16, seed=3).batch(0)
-    params = inputs.model.init(jax.random.PRNGKey(0), batch["input_ids"])["params"]
-    logits = inputs.model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                                batch["segment_ids"]).logits
+    params = jax.jit(inputs.model.init)(jax.random.PRNGKey(0), batch["input_ids"])["params"]
+    logits = jax.jit(lambda p, *a: inputs.model.apply({"params": p}, *a).logits)(
+        params, batch["input_ids"], batch["attention_mask"], batch["segment_ids"])
+    sums = lambda k: jax.jit(lambda p, b: mlm_sums_fn(inputs.model, k)(p, b, None, None, False))
     w = batch["mlm_weights"]
     most = int(w.sum(1).max())
     full = _numpy_mlm_sums(logits, batch["mlm_targets"], w)
     for k in (most, 16):  # k covers every masked token: the same sums as the full head
-        got = mlm_sums_fn(inputs.model, k)(params, batch, None, None, False)
+        got = sums(k)(params, batch)
         for key in full:
             np.testing.assert_allclose(float(got[key]), full[key], rtol=1e-5)
     k = 2  # fewer slots than masked tokens: the first k masked positions of each row count
@@ -159,7 +162,7 @@ def test_max_predictions_scores_only_the_top_k_masked_tokens():
     for i, row in enumerate(w):
         keep[i, np.flatnonzero(row)[:k]] = 1.0
     ref = _numpy_mlm_sums(logits, batch["mlm_targets"], keep)
-    got = mlm_sums_fn(inputs.model, k)(params, batch, None, None, False)
+    got = sums(k)(params, batch)
     assert ref["weight"] < full["weight"]
     for key in ref:
         np.testing.assert_allclose(float(got[key]), ref[key], rtol=1e-5)

@@ -170,9 +170,9 @@ def test_lst_gates_and_heads_by_hand(fusion, head, temperature):
     w = f64(p)
     block = Block(side_config(model.trunk, lst))  # lst.dropout = 0: the side has none
     s = hs[0] @ w["down_0"]["kernel"]
-    run = lambda i, x: np.asarray(apply(block, p[f"side_{i}"], jnp.asarray(x, jnp.float32),
-                                        b["attention_mask"], None, jnp.float32(1.0))[0],
-                                  np.float64)
+    side = jax.jit(lambda q, *a: block.apply({"params": q}, *a)[0])  # one compile, both layers
+    run = lambda i, x: np.asarray(side(p[f"side_{i}"], jnp.asarray(x, jnp.float32),
+                                       b["attention_mask"], None, jnp.float32(1.0)), np.float64)
     for i in range(2):  # default ladders: side layer i reads h_{i+1}
         ladder = hs[i + 1] @ w[f"down_{i + 1}"]["kernel"]
         if fusion == "gated":  # s ← Side_i(μ·s + (1−μ)·Down(h))
@@ -193,7 +193,7 @@ def test_loss_sums_weight_each_row():
     targets, weights = np.asarray([0, 2, 2, 0]), np.asarray([1.0, 0.5, 1.0, 0.0])
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     xent = -logp[np.arange(4), targets]
-    got = weighted_sums(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
+    got = jax.jit(weighted_sums)(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights))
     np.testing.assert_allclose(float(got["loss"]), (weights * xent).sum(), rtol=1e-6)
     assert float(got["weight"]) == 2.5 and float(got["correct"]) == 2.0  # rows 0 and 2 hit
 
@@ -204,7 +204,7 @@ def test_argmax_hits_match_numpy_argmax_with_ties():
     logits = rng.integers(0, 3, (64, 3, 7)).astype(np.float32)  # many ties
     targets = rng.integers(0, 7, (64, 3))
     want = np.argmax(logits, -1) == targets
-    got = np.asarray(argmax_hits(jnp.asarray(logits), jnp.asarray(targets)))
+    got = np.asarray(jax.jit(argmax_hits)(jnp.asarray(logits), jnp.asarray(targets)))
     np.testing.assert_array_equal(got, want)
     assert want.any() and (~want).any()
 
@@ -227,9 +227,10 @@ def test_sgd_updates_under_warmup_follow_lr_of_each_step():
     params = {"w": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)}
     state = create_state(params, tx, 0)
     step = jax.jit(make_train_step(sums_fn, tx))
+    grad = jax.jit(jax.grad(loss))
     # lr(t) by hand: 0.1·t/2 for t ≤ 2, then 0.1·(1 − (t−2)/8)
     for lr in (0.0, 0.05, 0.1, 0.0875):
-        g = np.asarray(jax.grad(loss)(state.params)["w"], np.float64)
+        g = np.asarray(grad(state.params)["w"], np.float64)
         want = np.asarray(state.params["w"], np.float64) - lr * g
         state, _ = step(state, batch)
         np.testing.assert_allclose(state.params["w"], want, rtol=1e-6, atol=1e-7)
@@ -244,7 +245,8 @@ def test_adamw_two_steps_by_hand_decay_on_kernels_only():
     theta = {"dense": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)}}
     grads = [jax.tree.map(lambda x: rng.normal(size=x.shape), theta) for _ in range(2)]
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), theta)
-    opt = tx.init(params)
+    opt = jax.jit(tx.init)(params)
+    update, apply_updates = jax.jit(tx.update), jax.jit(optax.apply_updates)
     m = v = jax.tree.map(np.zeros_like, theta)
     for t, g in enumerate(grads, start=1):  # Adam (b1 0.9, b2 0.999, eps 1e-6) + lr·wd·θ
         m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
@@ -253,8 +255,8 @@ def test_adamw_two_steps_by_hand_decay_on_kernels_only():
         step = jax.tree.map(lambda m, v, c1=c1, c2=c2: (m / c1) / (np.sqrt(v / c2) + 1e-6), m, v)
         step["dense"]["kernel"] = step["dense"]["kernel"] + 0.1 * theta["dense"]["kernel"]
         theta = jax.tree.map(lambda p, s: p - 0.01 * s, theta, step)
-        updates, opt = tx.update(jax.tree.map(jnp.float32, g), opt, params)
-        params = optax.apply_updates(params, updates)
+        updates, opt = update(jax.tree.map(jnp.float32, g), opt, params)
+        params = apply_updates(params, updates)
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(theta), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
