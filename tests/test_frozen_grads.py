@@ -68,7 +68,7 @@ def test_trainable_grads_are_slices_of_the_full_gradient(method, block):
     full = jax.jit(jax.grad(lambda p: sums_fn(p, b, None, None, False)["loss"] / total))(params)
     tx = make_optimizer("sgd", optax.constant_schedule(1.0), trainable=spec.trainable)
     step = jax.jit(make_train_step(sums_fn, tx, trainable=spec.trainable))
-    new, metrics = step(jax.jit(lambda p: create_state(p, tx, 0))(params), b)
+    new, metrics = step(create_state(params, tx, 0), b)
     mask = spec.trainable(params)
     want_sq = 0.0
     for (path, old), g, upd, m in zip(jax.tree_util.tree_leaves_with_path(params),
@@ -155,7 +155,7 @@ def test_frozen_leaves_get_zero_update_and_no_state():
     params = jax.jit(spec.model.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
     tx = make_optimizer("adamw", optax.constant_schedule(1e-2), grad_clip_norm=1.0,
                         trainable=spec.trainable)
-    state = jax.jit(lambda p: create_state(p, tx, 0))(params)
+    state = create_state(params, tx, 0)
     step = jax.jit(make_train_step(classification_sums_fn(spec.model), tx,
                                    trainable=spec.trainable))
     new, _ = step(state, b)

@@ -54,7 +54,7 @@ def test_bfloat16_trunk_lst_loss_close_to_float32_and_side_stays_float32():
     b = synthetic.classification_batch(8, 16, 40, seed=0)
     f32, bf16 = _lst("float32"), _lst("bfloat16")
     params = jax.jit(f32.init)(jax.random.PRNGKey(0), b["input_ids"])["params"]
-    low = jax.jit(lambda p: cast_trunk(p, bf16.lst))(params)
+    low = cast_trunk(params, bf16.lst)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(low["encoder"]))
     assert all(x.dtype == jnp.float32 for k, v in low.items() if k != "encoder"
                for x in jax.tree.leaves(v))
@@ -63,7 +63,7 @@ def test_bfloat16_trunk_lst_loss_close_to_float32_and_side_stays_float32():
         tx = make_optimizer("adamw", optax.constant_schedule(1e-2), trainable=trainable_side)
         step = jax.jit(make_train_step(classification_sums_fn(model), tx,
                                        trainable=trainable_side))
-        state = jax.jit(lambda p, tx=tx: create_state(p, tx, 0))(p)
+        state = create_state(p, tx, 0)
         trace = []
         for _ in range(3):
             state, m = step(state, b)
@@ -100,8 +100,7 @@ def test_bfloat16_trunk_features_are_never_stacked_in_float32():
             jax.random.PRNGKey(0), batch["input_ids"])
         tx = make_optimizer("adamw", optax.constant_schedule(1e-2), trainable=trainable_side)
         step = make_train_step(classification_sums_fn(model), tx, trainable=trainable_side)
-        state = jax.jit(lambda p, tx=tx: create_state(p, tx, 0))(params)
-        hlo = jax.jit(step).lower(state, batch).compile().as_text()
+        hlo = jax.jit(step).lower(create_state(params, tx, 0), batch).compile().as_text()
         trunk = model.trunk
         stacks[dtype] = _float32_feature_stacks(hlo, bsz, n, trunk.hidden_size, trunk.num_layers)
     assert stacks["float32"], "no float32 feature stack found in the float32 trunk's step"

@@ -91,7 +91,7 @@ def one_step(task: str, method: str):
     if built.trainable is not None:
         mask = built.trainable(params)
         tx = optax.multi_transform({True: tx, False: optax.set_to_zero()}, mask)
-    state = jax.jit(lambda p: create_state(p, tx, 0))(params)
+    state = create_state(params, tx, 0)
     step = jax.jit(make_train_step(kind_of(get_task(task)).sums_fn(built.model), tx))
     new, metrics = step(state, b)
     assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
