@@ -1,5 +1,7 @@
 """Encoder: NumPy parity, padding invariance, parameter counts, init, scan/remat, bf16, errors."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,6 +34,14 @@ def _batch(b=2, n=10, lengths=(10, 6), vocab=97, seed=0):
     return jnp.asarray(ids * mask), jnp.asarray(mask), jnp.asarray(seg)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model, key, *args):
+    """model.init as one compiled program, shared by the tests that build an equal model (a
+    scanned model's eager init compiles its whole scan anyway, every time). apply stays eager:
+    its primitives' compilations are reused across configs and shapes, a jitted apply's not."""
+    return model.init(key, *args)
+
+
 BLOCKS = [("roformer_v2_tiny", {}), ("gau_alpha_tiny", {}), ("gau_alpha_tiny", {"chunk_size": 4})]
 
 
@@ -55,7 +65,7 @@ def test_encoder_vs_numpy_reference(preset, over):
 def test_outputs_at_real_positions_ignore_extra_padding(preset, over, norm):
     model = build_encoder(_tiny(preset, attention_norm=norm, **over))
     ids, mask, seg = _batch(n=10, lengths=(10, 6))
-    params = model.init(jax.random.key(0), ids)
+    params = _init(model, jax.random.key(0), ids)
     short = model.apply(params, ids, mask, seg).last_hidden_state
     pad = lambda t: jnp.pad(t, ((0, 0), (0, 23)))
     long = model.apply(params, pad(ids), pad(mask), pad(seg)).last_hidden_state
@@ -129,7 +139,7 @@ def test_initial_std_follows_su_rule(preset):
 def test_scan_unrolled_and_remat_agree(preset):
     ids, mask, seg = _batch()
     scanned = build_encoder(_tiny(preset))
-    params = scanned.init(jax.random.key(0), ids)["params"]
+    params = _init(scanned, jax.random.key(0), ids)["params"]
     base = scanned.apply({"params": params}, ids, mask, seg, output_hidden_states=True)
     flat = unstack_layers(params)
     assert jax.tree.structure(stack_layers(flat)) == jax.tree.structure(params)
@@ -154,7 +164,7 @@ def test_scan_unrolled_and_remat_agree(preset):
 def test_hidden_states_are_embeddings_then_each_layer():
     model = build_encoder(_tiny("gau_alpha_tiny"))
     ids, mask, seg = _batch()
-    v = model.init(jax.random.key(0), ids)
+    v = _init(model, jax.random.key(0), ids)
     out = model.apply(v, ids, mask, seg, output_hidden_states=True)
     assert out.hidden_states.shape == (5, 2, 10, 64)
     np.testing.assert_array_equal(out.hidden_states[-1], out.last_hidden_state)
@@ -169,7 +179,7 @@ def test_hidden_states_are_embeddings_then_each_layer():
 def test_bfloat16_within_tolerance_of_float32(preset):
     ids, mask, seg = _batch()
     f32 = build_encoder(_tiny(preset))
-    params = f32.init(jax.random.key(0), ids)
+    params = _init(f32, jax.random.key(0), ids)
     bf16 = build_encoder(_tiny(preset, dtype="bfloat16"))
     a = f32.apply(params, ids, mask, seg)
     b = bf16.apply(params, ids, mask, seg)
@@ -182,7 +192,7 @@ def test_bfloat16_within_tolerance_of_float32(preset):
 def test_residual_scale_zero_keeps_embeddings():
     model = build_encoder(_tiny("roformer_v2_tiny"))
     ids, mask, seg = _batch()
-    v = model.init(jax.random.key(0), ids)
+    v = _init(model, jax.random.key(0), ids)
     out = model.apply(v, ids, mask, seg, residual_scale=0.0, output_hidden_states=True)
     np.testing.assert_allclose(out.last_hidden_state, out.hidden_states[0], atol=1e-5)
 
@@ -191,7 +201,7 @@ def test_residual_scale_zero_keeps_embeddings():
 def test_dropout_needs_rng_and_is_off_when_deterministic():
     model = build_encoder(_tiny("gau_alpha_tiny"))
     ids, mask, seg = _batch()
-    v = model.init(jax.random.key(0), ids)
+    v = _init(model, jax.random.key(0), ids)
     a = model.apply(v, ids, mask, seg, deterministic=False, rngs={"dropout": jax.random.key(1)})
     b = model.apply(v, ids, mask, seg, deterministic=False, rngs={"dropout": jax.random.key(2)})
     assert not np.allclose(a.last_hidden_state, b.last_hidden_state)
@@ -201,7 +211,7 @@ def test_classifier_head_shapes_and_param_tree():
     enc = build_encoder(_tiny("roformer_v2_tiny"))
     clf = classifier(encoder=enc, num_classes=3)
     ids, mask, seg = _batch()
-    v = clf.init(jax.random.key(0), ids, mask, seg)
+    v = _init(clf, jax.random.key(0), ids, mask, seg)
     assert set(v["params"]) == {"encoder", "classifier"}
     assert clf.apply(v, ids, mask, seg).shape == (2, 3)
 

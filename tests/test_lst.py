@@ -41,7 +41,15 @@ def batch(b=8, n=12, seed=0, vocab=50):
 
 
 def init(model, b):
-    return model.init(jax.random.PRNGKey(0), b["input_ids"], b["attention_mask"])["params"]
+    """model.init compiled as one program (eagerly JAX compiles every primitive on its own)."""
+    return jax.jit(model.init)(jax.random.PRNGKey(0), b["input_ids"],
+                               b["attention_mask"])["params"]
+
+
+def jit_apply(model):
+    """model.apply compiled as one program; the Python-valued arguments are static."""
+    return jax.jit(model.apply, static_argnames=("output_hidden_states", "deterministic",
+                                                 "return_logits", "mutable"))
 
 
 def test_default_ladder_layers_and_bad_input():
@@ -70,17 +78,17 @@ def test_fusion_rules_match_hand_computation(fusion, side_layers):
     if fusion == "gated":
         assert float(jax.nn.sigmoid(p["gate_0"] / 0.1)) == 0.5
     trunk = build_encoder(tiny(num_layers=2, hidden_dropout=0.0, attention_dropout=0.0))
-    hs = trunk.apply({"params": p["encoder"]}, b["input_ids"], b["attention_mask"],
-                     output_hidden_states=True, return_logits=False).hidden_states
+    hs = jit_apply(trunk)({"params": p["encoder"]}, b["input_ids"], b["attention_mask"],
+                          output_hidden_states=True, return_logits=False).hidden_states
     s = hs[0] @ p["down_0"]["kernel"]
-    block = Block(side_config(model.trunk, lst))
+    block = jit_apply(Block(side_config(model.trunk, lst)))
     for i, layer in enumerate(ladder_layers(model.trunk, lst)):  # 1 side layer: ℓ(0) = 1 → h_2
         ladder = hs[layer + 1] @ p[f"down_{i + 1}"]["kernel"]
-        run = lambda x, i=i: block.apply({"params": p[f"side_{i}"]}, x, b["attention_mask"],
-                                         None, jnp.float32(1.0))[0]
+        run = lambda x, i=i: block({"params": p[f"side_{i}"]}, x, b["attention_mask"],
+                                   None, jnp.float32(1.0))[0]
         s = run(0.5 * s + 0.5 * ladder) if fusion == "gated" else run(s) + ladder
     want = s[:, 0] @ p["classifier"]["kernel"] + p["classifier"]["bias"]
-    got = model.apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"])
+    got = jit_apply(model)({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
@@ -104,7 +112,8 @@ def test_scanned_side_matches_unrolled(fusion, remat):
                              rngs={"dropout": jax.random.PRNGKey(3)})
         return jnp.sum(logits * jnp.arange(1.0, 3.0))
 
-    (want, g_want), (got, g_got) = (jax.value_and_grad(loss)(p, m) for m in (unrolled, scanned))
+    value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+    (want, g_want), (got, g_got) = (value_and_grad(p, m) for m in (unrolled, scanned))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     for a, c in zip(jax.tree.leaves(g_got), jax.tree.leaves(g_want), strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
@@ -116,9 +125,10 @@ def test_trunk_features_are_deterministic():
                         {"reduction": 4})
     b = batch()
     p = init(model, b)
-    f = [model.apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"],
-                     deterministic=False, rngs={"dropout": jax.random.PRNGKey(k)},
-                     mutable=["intermediates"])[1]["intermediates"]["trunk_features"][0]
+    apply = jit_apply(model)
+    f = [apply({"params": p}, b["input_ids"], b["attention_mask"], b["segment_ids"],
+               deterministic=False, rngs={"dropout": jax.random.PRNGKey(k)},
+               mutable=("intermediates",))[1]["intermediates"]["trunk_features"][0]
          for k in range(2)]
     np.testing.assert_array_equal(f[0], f[1])
     assert f[0].shape == (3, 8, 12, 64)
@@ -137,7 +147,7 @@ def test_trunk_frozen_side_learns(side_block):
         s = sums(p, b, jax.random.PRNGKey(1), None, True)
         return s["loss"] / s["weight"]
 
-    g = jax.grad(loss)(params)
+    g = jax.jit(jax.grad(loss))(params)
     for leaf in jax.tree_util.tree_leaves(g["encoder"]):
         assert not np.any(np.asarray(leaf)), "a trunk gradient is nonzero"
     tx = make_optimizer("adamw", optax.constant_schedule(3e-3), trainable=trainable_side)
