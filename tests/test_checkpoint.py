@@ -194,3 +194,28 @@ def test_merge_pretrained_keep_fresh():
                                   keep_fresh=is_adapter)
     with pytest.raises(ValueError, match=r"w has shape \(3,\)"):
         ckpt_lib.merge_pretrained(fresh, {"w": np.zeros(3)}, ("encoder",), keep_fresh=is_adapter)
+
+
+@pytest.mark.parametrize("slice_bytes, sliced", [(ckpt_lib.MIN_REPLICA_SLICE_BYTES - 4, False),
+                                                 (ckpt_lib.MIN_REPLICA_SLICE_BYTES, True)])
+def test_replicated_array_is_split_over_replicas_only_from_the_threshold(
+        tmp_path, monkeypatch, slice_bytes, sliced):
+    """Orbax's replica-parallel saving cuts a replicated array into one slice per replica (a
+    jax.lax.slice_in_dim each); a slice under MIN_REPLICA_SLICE_BYTES: written whole, no slices.
+    Either way the saved array reads back equal."""
+    n = jax.device_count()
+    if n < 2:
+        pytest.skip("needs several devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("d",))
+    x = np.arange(n * slice_bytes // 4, dtype=np.float32)
+    replicated = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    slices = []
+    real = jax.lax.slice_in_dim
+    monkeypatch.setattr(jax.lax, "slice_in_dim", lambda *a, **k: slices.append(1) or real(*a, **k))
+    ckpt = ckpt_lib.Checkpointer(tmp_path, async_save=False)
+    ckpt.save(1, {"x": replicated})
+    ckpt.manager.wait_until_finished()
+    assert len(slices) == (n if sliced else 0)
+    with ocp.StandardCheckpointer() as reader:
+        back = reader.restore(tmp_path / "checkpoints" / "1" / "state")
+    np.testing.assert_array_equal(np.asarray(back["x"]), x)

@@ -19,6 +19,12 @@ checkpoint …"), moved to DIR/checkpoints_corrupt and the previous step is trie
 restore. A stored model of another shape is not damage: that is an error naming the first leaf
 that differs. A failed write raises CheckpointWriteError naming the path.
 
+Replica-parallel saving: Orbax splits an array replicated over R devices into R slices, one
+written by each replica, each slice a compiled `jax.lax.slice_in_dim` program per shape. An array
+whose slice would be under MIN_REPLICA_SLICE_BYTES is written whole by its first replica instead
+(importing this module registers that jax.Array handler with Orbax): a bias or a small model
+compiles no slice programs, and the large kernels of a real model are still written in parallel.
+
 Fault injection (tests): with GAU_JAX_FAULT_SAVE_DELAY_S=<s> in the environment every write
 pauses <s> seconds once its step's temporary directory exists, before it is finalised.
 
@@ -44,12 +50,18 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from orbax.checkpoint._src.metadata import array_metadata_store  # Orbax's default handler has one
 
 from gau_jax import workdir as layout
 from gau_jax.models.tree import path_names, tree_shape_diff
 
 PyTree = Any
 _log = logging.getLogger(__name__)
+
+MIN_REPLICA_SLICE_BYTES = 1 << 20  # smaller replica slices: the array is written whole
+ocp.type_handlers.register_type_handler(jax.Array, ocp.type_handlers.ArrayHandler(
+    array_metadata_store=array_metadata_store.Store(),
+    min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
 
 
 class CheckpointWriteError(OSError):
