@@ -74,7 +74,7 @@ def get_config(arg: str = "full") -> ml_collections.ConfigDict:
         c.batch_size = 8
         c.max_length = 32
         c.evals = 1
-        c.dev_rows = 0
+        c.dev_rows = 256
         c.command = ("python -m experiments.lst_clue --config configs/lst_clue.py:smoke "
                      "--workdir /tmp/lst_clue --config.data_dir=../shared/data/clue")
     return c

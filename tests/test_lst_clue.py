@@ -7,6 +7,7 @@ import pytest
 
 from configs import lst_clue as lst_clue_config
 from experiments import lst_clue
+from gau_jax.data import sources
 
 
 def test_rates_and_variants():
@@ -89,12 +90,15 @@ def test_rerun_skips_same_settings_and_trains_new_ones(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_lst_clue_smoke(shared_data, tmp_path):
     clue = shared_data / "clue"
-    c = lst_clue_config.get_config("smoke")  # afqmc; full, lst; 2 steps; batch 8, length 32
+    c = lst_clue_config.get_config("smoke")  # afqmc; full, lst; 2 steps; batch 8, length 32,
+    # each run evaluated on the first 256 dev rows
     c.update(data_dir=str(clue), results_dir=str(tmp_path))
     out = tmp_path / "lst_clue.md"
     rows = lst_clue.run(c, tmp_path / "w")
     assert [(r["task"], r["method"]) for r in rows] == [("afqmc", "full"), ("afqmc", "lst")]
     labels = [json.loads(line)["label"] for line in (clue / "afqmc" / "dev.json").open()]
+    _, src = sources.load_task("afqmc", str(clue))  # the rows every run is evaluated on, by
+    labels = [labels[src["dev"][i]["idx"]] for i in range(c.dev_rows)]  # their dev.json line
     majority = max(labels.count(v) for v in set(labels)) / len(labels)
     for r in rows:
         assert r["majority"] == pytest.approx(majority)
@@ -102,6 +106,7 @@ def test_lst_clue_smoke(shared_data, tmp_path):
         dev = [x for x in map(json.loads, open(tmp_path / "w" / "runs" / r["run"] /
                                                "metrics.jsonl")) if x["split"] == "dev"]
         assert r["dev_curve"] == [round(x["accuracy"], 4) for x in dev]
+        assert all(x["count"] == c.dev_rows for x in dev)
         assert r["dev_accuracy"] == max(x["accuracy"] for x in dev)  # the best logged eval
     full, lst = rows
     assert full["trainable_pct"] == 100.0 and 0 < lst["trainable_pct"] < 50
