@@ -125,3 +125,45 @@ def test_trainer_starts_from_the_pruned_side(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(
         jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves({k: r[k] for k in want}),
         strict=True))
+
+
+@pytest.mark.slow
+def test_fisher_init_sees_a_seeded_random_sample_of_train_rows(tmp_path, monkeypatch):
+    """The Fisher's rows: fisher_examples of them, drawn from the whole split without
+    replacement, the same for one seed and others for another (not a fixed first few)."""
+    from configs import finetune
+    from gau_jax.train import lst_method
+    from gau_jax.train.setup import build_inputs
+    from tests.clue_fixtures import _jsonl
+
+    rows = [{"sentence1": f"花呗{i}号", "sentence2": f"借呗{i}", "label": str(i // 32)}
+            for i in range(64)]
+    _jsonl(tmp_path / "clue/afqmc/train.json", rows)
+    _jsonl(tmp_path / "clue/afqmc/dev.json", rows[:8])
+    seen = []
+    real = lst_method.fisher_scores
+
+    def recording(loss, params, batches, num_examples, **kw):
+        def rows_of(batches):
+            for b in batches:
+                seen.extend(zip(b["labels"].tolist(), map(tuple, b["input_ids"].tolist()),
+                                strict=True))
+                yield b
+        return real(loss, params, rows_of(batches), num_examples, **kw)
+
+    monkeypatch.setattr(lst_method, "fisher_scores", recording)
+
+    def sample(seed):
+        seen.clear()
+        c = finetune.get_config("task=afqmc,model=gau_alpha_tiny,method=lst")
+        c.model.update(num_layers=1, hidden_size=32, intermediate_size=64, key_size=16)
+        c.lst.update(reduction=2, init="fisher", fisher_examples=16, fisher_batch_size=4)
+        c.update(data_dir=str(tmp_path / "clue"), batch_size=8, max_length=32, seed=seed,
+                 pad_multiple=16, data_threads=1, progress_bar=False, tensorboard=False)
+        build_inputs(c, tmp_path / f"run{seed}")
+        return list(seen)
+
+    first, again, other = sample(0), sample(0), sample(1)
+    assert len(first) == 16 and len({ids for _, ids in first}) == 16  # no row twice
+    assert {label for label, _ in first} == {0, 1}
+    assert first == again and {ids for _, ids in other} != {ids for _, ids in first}

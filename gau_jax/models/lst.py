@@ -98,7 +98,8 @@ class LSTConfig:
     scan_layers: bool = True           # side blocks under lax.scan (False: unrolled, same math)
     # Trainer side (gau_jax/train/lst_method.py).
     init: str = "random"               # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
-    fisher_examples: int = 1024        # examples whose squared task-loss grads rank channels
+    fisher_examples: int = 1024        # train rows (a seeded random sample) whose squared
+    #                                    task-loss grads rank channels
     fisher_estimate: str = "per_example"  # Σ_i (∂ℓ_i/∂θ)² (LST paper) | "batch_mean": Σ_batches
     #                                    (∂ mean_batch ℓ/∂θ)², faster, biased (cross terms, 1/B²)
     fisher_batch_size: int = 8         # rows per jitted gradient call (batch_mean: rows averaged)

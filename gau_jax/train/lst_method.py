@@ -11,7 +11,8 @@
              feature_cache.py) and the run trains a trunk-less side network on them
              (task kinds with `lst_cache`; the others run the frozen trunk every step)
 Every task kind works: the head reads the side network's token states, and the Fisher init
-ranks channels by the gradients of that head's own loss (the task kind's sums_fn). A multi-task
+ranks channels by the gradients of that head's own loss (the task kind's sums_fn) on
+lst.fisher_examples train rows drawn at random (seeded; fisher_sample). A multi-task
 run has one side network with a head per task; it takes lst.init = random | magnitude.
 
 Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
@@ -21,6 +22,7 @@ Learning", NeurIPS 2022 (arXiv:2206.06522).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -53,30 +55,52 @@ def build(config: Any, model_config: Any, head: Any) -> methods.Built:
 
 
 def _pruned_params(inputs, config, trunk_params, train_batches, spec) -> dict:
-    """Side params {down_k, side_i} pruned from the trunk by config.lst.init."""
+    """Side params {down_k, side_i} pruned from the trunk by config.lst.init; train_batches:
+    the Fisher sample (fisher_sample)."""
     c = lst_config(config.lst)
     trunk = encoder_config(config.model)
     if c.init == "magnitude":
         scores = magnitude_scores(trunk_params)
     else:  # the task head's loss on the frozen trunk (a fresh head, as at the run's start)
         clf = methods.task_model(frozen_trunk_config(trunk), inputs.model.task_head)
-        head = clf.init(jax.random.PRNGKey(config.seed), train_batches[0]["input_ids"])["params"]
+        batches, rows = train_batches
+        batches = iter(batches)
+        first = next(batches)
+        head = clf.init(jax.random.PRNGKey(config.seed), first["input_ids"])["params"]
         sums = kind_of(spec).sums_fn(clf, TaskOptions.of(config))
 
         def loss(p, b):
             s = sums({**head, "encoder": p}, b, None, None, False)
             return s["loss"] / jnp.maximum(s["weight"], 1e-6)
 
-        scores = fisher_scores(loss, trunk_params, _rebatch(train_batches, c.fisher_batch_size),
-                               c.fisher_examples, per_example=c.fisher_estimate == "per_example")
+        sample = _rebatch(itertools.chain([first], batches), c.fisher_batch_size, rows)
+        scores = fisher_scores(loss, trunk_params, sample, rows,
+                               per_example=c.fisher_estimate == "per_example")
     return pruned_side_params(trunk_params, scores, trunk, c)
 
 
-def _rebatch(batches, size):
+def fisher_sample(spec, splits: dict, inputs, config) -> tuple[Any, int]:
+    """(batches, rows): the rows the Fisher init sees — min(lst.fisher_examples, train rows)
+    drawn without replacement in a seeded random order (config.seed), as the LST authors'
+    shuffled loader does (not the split's first rows in its stored order, the same for every
+    seed). Every process draws the same rows."""
+    rows = min(lst_config(config.lst).fisher_examples, len(splits["train"]))
+    batches = kind_of(spec).batches(spec, splits["train"], inputs.tokenizer,
+                                    inputs.features.get("train"), TaskOptions.of(config),
+                                    train=True, batch_size=config.batch_size, seed=config.seed,
+                                    shard=(0, 1))
+    return batches, rows
+
+
+def _rebatch(batches, size: int, limit: int):
+    """The real rows (weight > 0) of `batches` in groups of `size`, `limit` rows in all."""
     for b in batches:
-        keep = np.nonzero(b["weights"] > 0)[0]
+        keep = np.nonzero(b["weights"] > 0)[0][:limit]
         for s in range(0, len(keep), size):
             yield {k: v[keep[s:s + size]] for k, v in b.items()}
+        limit -= len(keep)
+        if limit <= 0:
+            return
 
 
 def prepare(inputs, config, workdir: Path, splits: dict, spec):
@@ -102,12 +126,13 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     ordered = {s: list(kind.batches(spec, splits[s], inputs.tokenizer, inputs.features.get(s),
                                     opts, train=False, batch_size=config.batch_size,
                                     shard=(0, 1)))
-               for s in ("train", "dev")} if c.cache or c.init == "fisher" else {"train": []}
+               for s in ("train", "dev")} if c.cache else {}
     side = {}
     if c.init != "random":
         logging.info("LST: %s-pruned side init from the trunk", c.init)
+        sample = fisher_sample(spec, splits, inputs, config) if c.init == "fisher" else None
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
-                                                                 ordered["train"], spec))
+                                                                 sample, spec))
     if not c.cache:
         return _with_post_init(inputs, _side_init(side, c))
     trunk = encoder_config(config.model)
