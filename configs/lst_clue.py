@@ -26,7 +26,13 @@ LST_R8 = {"lst.reduction": 8, "lst.min_side_width": 0}
 VARIANTS = {
     "full": ("full", {}),
     "lst": ("lst", LST_R8),                                          # random init (Su)
-    "lst_pruned": ("lst", {**LST_R8, "lst.init": "fisher", "lst.fisher_examples": 256}),
+    # pruned from the trunk (Fisher): the side's own RoPE θ and kernels x √r, or the trunk's
+    # function on the kept channels (its θ, unscaled); prune_form named so runs of either are
+    # keyed by it
+    "lst_pruned": ("lst", {**LST_R8, "lst.init": "fisher", "lst.fisher_examples": 256,
+                           "lst.prune_form": "side"}),
+    "lst_pruned_exact": ("lst", {**LST_R8, "lst.init": "fisher", "lst.fisher_examples": 256,
+                                 "lst.prune_form": "exact"}),
     "lst_cached": ("lst", {**LST_R8, "lst.cache": True}),            # trunk features cached
     "lst_wide": ("lst", {"lst.reduction": 2, "lst.min_side_width": 0}),
     "lora": ("lora", {}),

@@ -1,6 +1,8 @@
-"""A side block pruned from the trunk keeps the trunk's RoPE frequencies; per-example Fisher.
+"""A side block pruned from the trunk: lst.prune_form "exact" keeps the trunk's RoPE frequencies
+and kernels, "side" (default) the side's own frequencies and kernels × √r; per-example Fisher.
 
-r = 1: the pruned side block is the trunk block (outputs equal). r > 1: the side's attention
+r = 1: the pruned side block is the trunk block (outputs equal), in either form. r > 1, "exact":
+the side's attention
 logits q·k equal the trunk's restricted to the kept channels, Σ_{c kept} RoPE(q)_c·RoPE(k)_c,
 computed in NumPy from the trunk's params (tests/reference.py's RoPE at the trunk's key size).
 The kept pairs come from random importance scores, so they are not the pairs j·r at which a
@@ -32,10 +34,10 @@ def trunk_cfg(block, norm, use_bias=False):
     return encoder_config(c)
 
 
-def pruned(block, norm, r, seed=0, use_bias=False):
+def pruned(block, norm, r, seed=0, use_bias=False, form="exact"):
     trunk = trunk_cfg(block, norm, use_bias)
     lst = LSTConfig(reduction=r, min_side_width=0, side_block=block, dropout=0.0,
-                    side_heads=trunk.num_heads if block != "gau" else 0)
+                    side_heads=trunk.num_heads if block != "gau" else 0, prune_form=form)
     params = Encoder(trunk).init(jax.random.PRNGKey(seed), jnp.ones((1, 8), jnp.int32))["params"]
     keys = iter(jax.random.split(jax.random.PRNGKey(seed + 1), 256))
     params = jax.tree_util.tree_map_with_path(  # distinct q / k scales, biases (init: 1, 0)
@@ -57,11 +59,12 @@ CASES = [("gau", "softmax_plus"), ("gau", "softmax"), ("roformer_v2", "softmax")
          ("roformer_v2", "softmax_plus")]
 
 
+@pytest.mark.parametrize("form", ["exact", "side"])
 @pytest.mark.parametrize("use_bias", [False, True])
 @pytest.mark.parametrize("block,norm", CASES)
-def test_pruned_side_block_at_r1_is_the_trunk_block(block, norm, use_bias):
+def test_pruned_side_block_at_r1_is_the_trunk_block(block, norm, use_bias, form):
     """With model.use_bias (the trunk BitFit also starts from) every bias is passed on too."""
-    trunk, lst, params, _, side = pruned(block, norm, 1, use_bias=use_bias)
+    trunk, lst, params, _, side = pruned(block, norm, 1, use_bias=use_bias, form=form)
     assert ("bias" in side["side_0"][next(iter(side["side_0"]))]["output"]) == use_bias
     x, mask = inputs(trunk.hidden_size)
     scale = jnp.float32(1.0)
@@ -129,6 +132,28 @@ def test_pruned_side_logits_equal_the_trunks_on_the_kept_channels(block, norm, m
                            ["rope_inv_freq"], cfg.rope_base ** (
                                -np.arange(cfg.key_size // 2) * 2.0 / cfg.key_size))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("block,norm", CASES[::2])
+def test_side_form_scales_kernels_by_sqrt_r_and_turns_at_the_sides_own_frequencies(block, norm):
+    """prune_form="side" (the default) = "exact" with every pruned kernel × √(fan_in / kept
+    rows) = √r and rope_inv_freq = base^(−2j/(k/r)); ladders, biases and scales as "exact"."""
+    r = 4
+    assert LSTConfig().prune_form == "side"
+    exact = pruned(block, norm, r, use_bias=True)[-1]
+    trunk, lst, _, _, side = pruned(block, norm, r, use_bias=True, form="side")
+    cfg = side_config(trunk, lst)
+    own = cfg.rope_base ** (-np.arange(cfg.key_size // 2) * 2.0 / cfg.key_size)
+    flat_side = dict(jax.tree_util.tree_flatten_with_path(side)[0])
+    for path, want in jax.tree_util.tree_flatten_with_path(exact)[0]:
+        got, name = np.asarray(flat_side[path]), path[-1].key
+        want = np.asarray(want)
+        if name == "kernel" and path[0].key.startswith("side_"):
+            want = want * np.sqrt(r)
+        elif name == "rope_inv_freq":
+            assert not np.allclose(want, np.broadcast_to(own, want.shape))
+            want = np.broadcast_to(own, want.shape)
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=jax.tree_util.keystr(path))
 
 
 def test_random_side_rope_param_is_the_default_rope_and_frozen():

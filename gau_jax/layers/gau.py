@@ -68,8 +68,9 @@ class GatedAttentionUnit(nn.Module):
         return apply_rope(y, positions, self.rope_base, inv_freq)
 
     def _inv_freq(self) -> jnp.ndarray | None:
-        """rope_param: the θ_i as a parameter (init base^(−2i/s); a pruned init overwrites it
-        with the trunk's θ of the kept pairs; never trained: gau_jax/models/lst.py)."""
+        """rope_param: the θ_i as a parameter (init base^(−2i/s); a pruned init of form "exact"
+        overwrites it with the trunk's θ of the kept pairs; never trained:
+        gau_jax/models/lst.py)."""
         if not self.rope_param:
             return None
         return self.param("rope_inv_freq", lambda _: inverse_frequencies(self.key_size,

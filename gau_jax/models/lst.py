@@ -26,8 +26,8 @@ side size, so its init is Su's rule with L_s layers. The trunk's params live und
 and the train step takes no gradient for them. lst.trunk_dtype = bfloat16 stores (`cast_trunk`)
 and runs the frozen trunk in bfloat16; the side network, its params and the optimizer stay
 float32. Each side block keeps RoPE's θ_i as a frozen param `rope_inv_freq` (base^(−2i/k) for a
-random init; the trunk's θ of the kept pairs after a pruned one, so a pruned side block rotates
-its pairs as the trunk did).
+random init and for a pruned one with lst.prune_form = "side"; the trunk's θ of the kept pairs
+with "exact", so that a pruned side block rotates its pairs as the trunk did).
 With `features=` (cached trunk outputs [b, n, K, d]: h_0 then the ladder states, see
 `feature_indices`) the module skips the trunk; built with `use_trunk=False` it has no trunk params.
 
@@ -73,6 +73,7 @@ from gau_jax.models.presets import BLOCKS, ConfigError
 FUSIONS = ("gated", "additive")
 HEADS = ("side", "up", "gated")
 INITS = ("random", "fisher", "magnitude")
+PRUNE_FORMS = ("side", "exact")
 FISHER_ESTIMATES = ("per_example", "batch_mean")
 TRUNK_DTYPES = ("float32", "bfloat16")
 
@@ -103,6 +104,9 @@ class LSTConfig:
     fisher_estimate: str = "per_example"  # Σ_i (∂ℓ_i/∂θ)² (LST paper) | "batch_mean": Σ_batches
     #                                    (∂ mean_batch ℓ/∂θ)², faster, biased (cross terms, 1/B²)
     fisher_batch_size: int = 8         # rows per jitted gradient call (batch_mean: rows averaged)
+    prune_form: str = "side"           # pruned blocks: "side" (the side's own RoPE frequencies,
+    #                                    kernels x sqrt(fan-in ratio)) | "exact" (the trunk's
+    #                                    function on the kept channels); gau_jax/models/lst_init.py
     cache: bool = False                # train from cached trunk features (built once on disk)
     cache_dir: str = ""                # "" = DIR/feature_cache
     cache_dtype: str = "bfloat16"      # float32 | bfloat16 | float16
@@ -124,7 +128,8 @@ def lst_config(c: Any = None) -> LSTConfig:
         d["ladder_layers"] = tuple(int(i) for i in d["ladder_layers"])
     if d.get("init", "random") not in INITS:
         raise ConfigError(f"config.lst.init={d['init']!r} unknown; choose one of {INITS}")
-    for key, choices in (("fisher_estimate", FISHER_ESTIMATES), ("trunk_dtype", TRUNK_DTYPES)):
+    for key, choices in (("fisher_estimate", FISHER_ESTIMATES), ("trunk_dtype", TRUNK_DTYPES),
+                         ("prune_form", PRUNE_FORMS)):
         if key in d and d[key] not in choices:
             raise ConfigError(f"config.lst.{key}={d[key]!r} unknown; choose one of {choices}")
     return LSTConfig(**d)
