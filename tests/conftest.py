@@ -48,23 +48,26 @@ def shared_data() -> pathlib.Path:
 # one worker, so a module-scoped fixture that trains a workdir is built once (under plain `load`
 # each worker built it again), and modules are handed out heaviest first (longest-processing-
 # time-first), so the last to start are short ones and both workers stay busy to the end. A
-# module's cost is COST_S (seconds of its tests in a profiling run of the suite on the 2-core
-# machine, 2026-12-07, load average 4-8; only the order matters), else 20 s per test marked
+# module's cost is COST_S (seconds of its tests in a clean-clone `make test` on the idle 2-core
+# machine, 2026-12-07, GAU_JAX_TEST_LOG; only the order matters), else 20 s per test marked
 # slow plus 1 s per other test. Applied in xdist workers only: a plain `pytest` run keeps the
 # file order. (`--dist loadgroup` would allow finer groups, but with pytest 9 and xdist 3.8 its
 # xdist_group marks are ignored: the group suffix xdist writes into item._nodeid no longer
 # reaches the node id.)
 COST_S = {
-    "test_method_defaults.py": 452, "test_lst_clue.py": 440, "test_multiprocess.py": 420,
-    "test_clue_commands.py": 400, "test_fault_injection.py": 335, "test_multitask_results.py": 300,
-    "test_notebooks.py": 231, "test_task_training.py": 211, "test_frozen_grads.py": 200,
-    "test_pretrained_load.py": 200, "test_corpus_multiprocess.py": 180,
-    "test_experiments_small.py": 160, "test_peft_bench.py": 150, "test_clue_results.py": 150,
-    "test_lst.py": 150, "test_task_methods.py": 150, "test_encoder.py": 120,
-    "test_lst_cache.py": 117, "test_multitask.py": 100, "test_train_step.py": 100,
-    "test_sharding.py": 87, "test_lst_init.py": 70, "test_dropout_layout.py": 61,
-    "test_clue.py": 54, "test_disk.py": 54, "test_corpus_training.py": 45,
-    "test_config_resolution.py": 30,
+    "test_fault_injection.py": 356, "test_multiprocess.py": 347, "test_method_defaults.py": 329,
+    "test_clue_commands.py": 305, "test_lst_clue.py": 259, "test_notebooks.py": 242,
+    "test_frozen_grads.py": 227, "test_encoder.py": 186, "test_task_methods.py": 183,
+    "test_lst.py": 176, "test_multitask_results.py": 134, "test_pretrained_load.py": 120,
+    "test_task_training.py": 116, "test_corpus_multiprocess.py": 106,
+    "test_experiments_small.py": 105, "test_train_step.py": 103, "test_dropout_layout.py": 99,
+    "test_peft_bench.py": 94, "test_sharding.py": 93, "test_wiring.py": 84,
+    "test_clue_results.py": 78, "test_multitask.py": 70, "test_low_precision.py": 65,
+    "test_lst_cache.py": 64, "test_lst_init.py": 61, "test_checkpoint.py": 54,
+    "test_train_e2e.py": 54, "test_layers.py": 54, "test_nonfinite.py": 51,
+    "test_fused_attention.py": 50, "test_dropout_streams.py": 47, "test_demo.py": 46,
+    "test_clue.py": 42, "test_convert_parity.py": 36, "test_disk.py": 35,
+    "test_corpus_training.py": 34,
 }
 
 
