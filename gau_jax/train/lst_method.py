@@ -54,16 +54,16 @@ def build(config: Any, model_config: Any, head: Any) -> methods.Built:
     return methods.Built(model, model_config, trainable_side, ("encoder",))
 
 
-def _pruned_params(inputs, config, trunk_params, train_batches, spec) -> dict:
-    """Side params {down_k, side_i} pruned from the trunk by config.lst.init; train_batches:
-    the Fisher sample (fisher_sample)."""
+def _pruned_params(inputs, config, trunk_params, splits, spec) -> dict:
+    """Side params {down_k, side_i} pruned from the trunk by config.lst.init (Fisher: on
+    fisher_sample's rows of splits["train"])."""
     c = lst_config(config.lst)
     trunk = encoder_config(config.model)
     if c.init == "magnitude":
         scores = magnitude_scores(trunk_params)
     else:  # the task head's loss on the frozen trunk (a fresh head, as at the run's start)
         clf = methods.task_model(frozen_trunk_config(trunk), inputs.model.task_head)
-        batches, rows = train_batches
+        batches, rows = fisher_sample(spec, splits, inputs, config)
         batches = iter(batches)
         first = next(batches)
         head = clf.init(jax.random.PRNGKey(config.seed), first["input_ids"])["params"]
@@ -130,9 +130,8 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     side = {}
     if c.init != "random":
         logging.info("LST: %s-pruned side init from the trunk", c.init)
-        sample = fisher_sample(spec, splits, inputs, config) if c.init == "fisher" else None
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
-                                                                 sample, spec))
+                                                                 splits, spec))
     if not c.cache:
         return _with_post_init(inputs, _side_init(side, c))
     trunk = encoder_config(config.model)
