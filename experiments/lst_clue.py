@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
 from configs import finetune, pretrain
-from configs.lst_clue import VARIANTS
+from configs.lst_clue import LST_R8, VARIANTS
 from experiments import cli
 from gau_jax.data import sources
 from gau_jax.models.costs import param_count
@@ -64,16 +65,26 @@ def write_corpus(data_dir: str, tasks: tuple[str, ...], path: Path) -> int:
     return len(lines)
 
 
-def trunk_flags(steps: int, corpus: Path) -> list[str]:
+# c.ladder: the trunk run also pretrains the side network of the r = 8 variants (a pretrained
+# ladder, gau_jax/models/ladder_mlm.py; the trunk's loss is unchanged) for variant lst_ladder.
+LADDER = {"ladder": True, **LST_R8}
+
+
+def trunk_recipe(c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """configs/pretrain.py overrides of the trunk: TRUNK (+ LADDER with c.ladder)."""
+    return {**TRUNK, **(LADDER if c.get("ladder") else {})}
+
+
+def trunk_flags(c: ml_collections.ConfigDict, corpus: Path) -> list[str]:
     """The `experiments.train` flags of the trunk run."""
-    items = {**TRUNK, "data_dir": str(corpus), "total_steps": steps}
+    items = {**trunk_recipe(c), "data_dir": str(corpus), "total_steps": c.pretrain_steps}
     return [f"--config.{k}={v}" for k, v in items.items()]
 
 
 def trunk_name(c: ml_collections.ConfigDict) -> str:
     """Folder of the trunk: changes with the corpus (tasks, data) and the pretraining recipe."""
-    return run_key("trunk", {**TRUNK, "tasks": cli.names(c.tasks), "data_dir": c.data_dir,
-                             "pretrain_steps": c.pretrain_steps})
+    return run_key("trunk", {**trunk_recipe(c), "tasks": cli.names(c.tasks),
+                             "data_dir": c.data_dir, "pretrain_steps": c.pretrain_steps})
 
 
 def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
@@ -84,7 +95,7 @@ def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     corpus = workdir / "corpus.txt"
     print(f"corpus: {write_corpus(c.data_dir, cli.names(c.tasks), corpus)} lines → {corpus}")
     p = pretrain.get_config("gau_alpha_tiny")
-    p.update_from_flattened_dict({**TRUNK, "data_dir": str(corpus),
+    p.update_from_flattened_dict({**trunk_recipe(c), "data_dir": str(corpus),
                                   "total_steps": c.pretrain_steps,
                                   "eval_every_steps": max(1, c.pretrain_steps // 3),
                                   "checkpoint_every_steps": max(1, c.pretrain_steps // 3)})
@@ -94,6 +105,35 @@ def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     finally:
         trainer.close()
     return out
+
+
+def ladder_cost(c: ml_collections.ConfigDict, workdir: Path) -> str:
+    """The pretraining step's cost with the ladder vs without, measured side by side: the trunk
+    recipe with and without LADDER, c.cost_steps steps each on the trunk's corpus; median
+    steps/s of the logged intervals after the first (compilation)."""
+    speed = {}
+    for ladder in (False, True):
+        p = pretrain.get_config("gau_alpha_tiny")
+        p.update_from_flattened_dict({**TRUNK, **(LADDER if ladder else {}),
+                                      "data_dir": str(workdir / "corpus.txt"),
+                                      "total_steps": c.cost_steps, "log_every_steps": 10,
+                                      "eval_every_steps": c.cost_steps, "eval_batches": 1,
+                                      "checkpoint_every_steps": c.cost_steps,
+                                      "progress_bar": False, "tensorboard": False})
+        out = workdir / run_key(f"cost_ladder{int(ladder)}", p.to_dict())
+        if not (out / "summary.json").exists():
+            trainer = Trainer(p, out)
+            try:
+                trainer.run()
+            finally:
+                trainer.close()
+        rates = [r["steps_per_s"] for r in read_jsonl(out / "metrics.jsonl")
+                 if r["split"] == "train" and "steps_per_s" in r][1:]
+        speed[ladder] = sorted(rates)[len(rates) // 2]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"Its extra cost, measured side by side ({c.cost_steps} steps each, load average "
+            f"{load} after): {speed[False]:.2f} steps/s without the ladder, {speed[True]:.2f} "
+            f"with, {speed[False] / speed[True]:.2f}x the time per step.")
 
 
 def trunk_for(c: ml_collections.ConfigDict, workdir: Path) -> Path:
@@ -219,7 +259,10 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
         s = json.loads((init_from / "summary.json").read_text())
         cfg = ml_collections.ConfigDict(json.loads((init_from / "config.json").read_text()))
         trunk = {"mlm_accuracy": s["dev"]["accuracy"], "wall_time_s": s["wall_time_s"],
-                 "params": param_count(cfg), "dir": init_from.name}
+                 "params": param_count(cfg), "dir": init_from.name,
+                 "ladder_accuracy": s["dev"].get("ladder_accuracy")}
+        if c.ladder and c.cost_steps:
+            trunk["cost"] = ladder_cost(c, workdir)
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
     majority: dict[str, float] = {}
 
@@ -251,7 +294,7 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     text = report(rows, sweep, chosen, c, trunk)
     out = cli.results_dir(c, workdir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lst_clue.md").write_text(text)
+    (out / c.results_name).write_text(text)
     print(text)
     return rows
 
@@ -279,8 +322,7 @@ def summarize(rows: list[dict]) -> dict[tuple[str, str], dict]:
 
 def report(rows: list[dict], sweep: dict[str, list[dict]], chosen: dict[str, float],
            c: ml_collections.ConfigDict, trunk: dict | None) -> str:
-    md = results_header("Full FT vs LST vs LoRA / adapters / BitFit on CLUE "
-                        "(generated by experiments/lst_clue.py)", c.command)
+    md = results_header(f"{c.title} (generated by experiments/lst_clue.py)", c.command)
     tasks = ",".join(cli.names(c.tasks))
     if trunk is not None:
         md += [f"Trunk: {trunk_shape()}, {trunk['params'] / 1e6:.2f}M parameters, "
@@ -290,7 +332,13 @@ def report(rows: list[dict], sweep: dict[str, list[dict]], chosen: dict[str, flo
                f"{100 * trunk['mlm_accuracy']:.1f} %, {trunk['wall_time_s'] / 60:.0f} min on this "
                "machine. Same run as `python -m experiments.train --config "
                f"configs/pretrain.py:gau_alpha_tiny --workdir WORKDIR/{trunk['dir']} "
-               + " ".join(trunk_flags(c.pretrain_steps, Path("WORKDIR/corpus.txt"))) + "`.", ""]
+               + " ".join(trunk_flags(c, Path("WORKDIR/corpus.txt"))) + "`.", ""]
+        if trunk.get("ladder_accuracy") is not None:
+            md += [f"The trunk run also pretrained the ladder (the side network of the r = 8 "
+                   f"variants, on MLM from the trunk's stopped hidden states; variant "
+                   f"`lst_ladder` starts from it): its dev MLM accuracy "
+                   f"{100 * trunk['ladder_accuracy']:.1f} %."
+                   + (" " + trunk["cost"] if trunk.get("cost") else ""), ""]
     else:
         md += [f"Trunk: {c.init_from} (init_from).", ""]
     seeds = ", ".join(str(s) for s in cli.names(c.seeds))

@@ -47,7 +47,7 @@ def test_sweep_picks_the_best_rate_and_fixes_it(monkeypatch, tmp_path):
                              best[cfg.method] else 0.5 + cfg.learning_rate)
     c = lst_clue_config.get_config("smoke")
     c.update(data_dir="clue", init_from=str(tmp_path / "trunk"), tasks=("afqmc", "ocnli"),
-             seeds=(0, 1), results_dir=str(tmp_path))
+             seeds=(0, 1), results_dir=str(tmp_path), variants=("full", "lst"))
     c.learning_rates.update(full=(3e-3, 1e-2, 3e-2), lst=(1e-2, 1e-1))
     rows = lst_clue.run(c, tmp_path / "w")
     assert [(t[1], t[3]) for t in trained[:5]] == [(3e-3, 0), (1e-2, 0), (3e-2, 0), (1e-2, 0),
@@ -90,12 +90,13 @@ def test_rerun_skips_same_settings_and_trains_new_ones(monkeypatch, tmp_path):
 @pytest.mark.slow
 def test_lst_clue_smoke(shared_data, tmp_path):
     clue = shared_data / "clue"
-    c = lst_clue_config.get_config("smoke")  # afqmc; full, lst; 2 steps; batch 8, length 32,
-    # each run evaluated on the first 256 dev rows
+    c = lst_clue_config.get_config("smoke")  # afqmc; full, lst, lst from the pretrained
+    # ladder; 2 steps; batch 8, length 32, each run evaluated on the first 256 dev rows
     c.update(data_dir=str(clue), results_dir=str(tmp_path))
     out = tmp_path / "lst_clue.md"
     rows = lst_clue.run(c, tmp_path / "w")
-    assert [(r["task"], r["method"]) for r in rows] == [("afqmc", "full"), ("afqmc", "lst")]
+    assert [(r["task"], r["variant"]) for r in rows] == [("afqmc", "full"), ("afqmc", "lst"),
+                                                         ("afqmc", "lst_ladder")]
     labels = [json.loads(line)["label"] for line in (clue / "afqmc" / "dev.json").open()]
     _, src = sources.load_task("afqmc", str(clue))  # the rows every run is evaluated on, by
     labels = [labels[src["dev"][i]["idx"]] for i in range(c.dev_rows)]  # their dev.json line
@@ -108,12 +109,15 @@ def test_lst_clue_smoke(shared_data, tmp_path):
         assert r["dev_curve"] == [round(x["accuracy"], 4) for x in dev]
         assert all(x["count"] == c.dev_rows for x in dev)
         assert r["dev_accuracy"] == max(x["accuracy"] for x in dev)  # the best logged eval
-    full, lst = rows
+    full, lst, ladder = rows
     assert full["trainable_pct"] == 100.0 and 0 < lst["trainable_pct"] < 50
+    assert ladder["trainable_pct"] == lst["trainable_pct"]
     corpus = (tmp_path / "w" / "corpus.txt").read_text().splitlines()
     assert len(corpus) > 19484 + 2 * 10000 - 100  # People's Daily + both afqmc sentences
     text = out.read_text()
     assert "| afqmc |" in text and "| lst |" in text and "--config.mask_unit=token" in text
+    assert "| lst_ladder |" in text and "--config.ladder=True" in text
+    assert "also pretrained the ladder" in text
     c.variants = ("full",)
     again = lst_clue.run(c, tmp_path / "w")
     assert again[0] == full  # finished rows are read back, not rerun

@@ -72,7 +72,7 @@ from gau_jax.models.presets import BLOCKS, ConfigError
 
 FUSIONS = ("gated", "additive")
 HEADS = ("side", "up", "gated")
-INITS = ("random", "fisher", "magnitude")
+INITS = ("random", "fisher", "magnitude", "ladder")
 PRUNE_FORMS = ("side", "exact")
 FISHER_ESTIMATES = ("per_example", "batch_mean")
 TRUNK_DTYPES = ("float32", "bfloat16")
@@ -99,6 +99,7 @@ class LSTConfig:
     scan_layers: bool = True           # side blocks under lax.scan (False: unrolled, same math)
     # Trainer side (gau_jax/train/lst_method.py).
     init: str = "random"               # "random" (Su, L_s) | "fisher" | "magnitude" (pruned trunk)
+    #                                    | "ladder" (init_from's pretrained ladder: ladder_mlm.py)
     fisher_examples: int = 1024        # train rows (a seeded random sample) whose squared
     #                                    task-loss grads rank channels
     fisher_estimate: str = "per_example"  # Σ_i (∂ℓ_i/∂θ)² (LST paper) | "batch_mean": Σ_batches
@@ -229,6 +230,7 @@ class LadderSideTuning(nn.Module):
     use_trunk: bool = True  # False: no trunk params; features must be passed (cached training)
     task_head: HeadSpec | Heads | None = None  # None: classification of num_classes
     #                                              (every head's dropout: lst.dropout)
+    return_states: bool = False  # True: no head; return the side's token states s [b, n, d_s]
 
     @nn.compact
     def __call__(self, input_ids: jnp.ndarray | None = None,
@@ -240,7 +242,7 @@ class LadderSideTuning(nn.Module):
         heads = tuple((n, dataclasses.replace(h, dropout_rate=lst.dropout)) for n, h in
                       as_heads(self.task_head or HeadSpec("classification", self.num_classes)))
         head = select_head(heads, task)[1]
-        if input_ids is not None:
+        if input_ids is not None and not self.return_states:
             input_ids, attention_mask, segment_ids, choices = head_inputs(
                 head, input_ids, attention_mask, segment_ids)
         else:
@@ -301,6 +303,8 @@ class LadderSideTuning(nn.Module):
         else:
             for i in range(cfg.num_layers):
                 s, _ = layer(s, jax.tree.map(lambda a, i=i: a[i], xs))
+        if self.return_states:
+            return s
         t = s[:, :1] if reads_cls_only(heads, task, self.is_initializing()) else s  # head input
         if lst.head != "side":
             t = nn.Dense(d, use_bias=False, dtype=dt, param_dtype=jnp.float32,

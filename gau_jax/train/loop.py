@@ -43,7 +43,7 @@ from gau_jax.train import metrics as metrics_lib
 from gau_jax.train import setup as setup_lib
 from gau_jax.train.optim import count_trainable, optimizer_from_config, schedule_from_config
 from gau_jax.train.state import TrainState, create_state
-from gau_jax.train.step import make_eval_step, make_train_step
+from gau_jax.train.step import extra_metrics, make_eval_step, make_train_step
 from gau_jax.train.stopping import (
     EXIT_NONFINITE,
     EXIT_PREEMPTED,
@@ -257,11 +257,11 @@ class Trainer:
             if self.config.eval_batches and i >= self.config.eval_batches:
                 break
             sums = self.par.first(self.eval_step(self.state, self.par.device_batch(batch)))
-            for k in totals:
-                totals[k] += float(sums[k])
+            for k, v in sums.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
         w = max(totals["weight"], 1e-9)
         dev = {"loss": totals["loss"] / w, "accuracy": totals["correct"] / w,
-               "count": totals["weight"]}
+               "count": totals["weight"], **extra_metrics(totals, w)}
         dev_eval = getattr(self.setup, "dev_eval", None)
         if dev_eval is not None:
             dev.update(dev_eval(self.host_state().params))

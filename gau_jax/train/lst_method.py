@@ -4,7 +4,9 @@
              trunk's params sit at "encoder" (init_from loads them there) and are frozen
     prepare  config.lst.init = fisher | magnitude: the side network starts pruned from the trunk
              (gau_jax/models/lst_init.py) — applied as the trainer's post_init hook, after the
-             pretrained trunk is in place
+             pretrained trunk is in place; ladder: from the side network init_from pretrained
+             beside its trunk (pretraining with ladder=True; gau_jax/models/ladder_mlm.py),
+             which must have this run's side shape (LADDER_SHAPE fields of config.lst)
              config.lst.trunk_dtype = bfloat16: the frozen trunk is stored (and run) in
              bfloat16, cast after the pretrained trunk is loaded (same post_init hook)
              config.lst.cache = True: trunk features are computed once (gau_jax/train/
@@ -13,7 +15,7 @@
 Every task kind works: the head reads the side network's token states, and the Fisher init
 ranks channels by the gradients of that head's own loss (the task kind's sums_fn) on
 lst.fisher_examples train rows drawn at random (seeded; fisher_sample). A multi-task
-run has one side network with a head per task; it takes lst.init = random | magnitude.
+run has one side network with a head per task; it takes lst.init = random | magnitude | ladder.
 
 Sung, Cho & Bansal, "LST: Ladder Side-Tuning for Parameter and Memory Efficient Transfer
 Learning", NeurIPS 2022 (arXiv:2206.06522).
@@ -32,7 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from gau_jax import workdir as layout
 from gau_jax.models.encoder import encoder_config
+from gau_jax.models.ladder_mlm import LADDER
 from gau_jax.models.lst import (
     build_model,
     cast_trunk,
@@ -79,6 +83,32 @@ def _pruned_params(inputs, config, trunk_params, splits, spec) -> dict:
     return pruned_side_params(trunk_params, scores, trunk, c)
 
 
+# The config.lst fields that shape the side network's params: a pretrained ladder must agree.
+LADDER_SHAPE = ("reduction", "min_side_width", "side_layers", "ladder_layers", "fusion",
+                "side_block", "side_heads", "gate_temperature")
+
+
+def ladder_params(config) -> dict:
+    """{down_k, gate_i, side_i}: the side network config.init_from pretrained beside its trunk
+    (read from the same step as the trunk), after checking it has this run's shape."""
+    root = Path(config.init_from) if config.init_from else None
+    src = layout.read_train_config(root) if root is not None else {}
+    if not src.get("ladder"):
+        where = f"{root} ({'ladder' if 'ladder' in src else 'no ladder'} in its "\
+            f"{layout.TRAIN_CONFIG})" if root is not None else "config.init_from is empty"
+        raise ValueError(f"config.lst.init=ladder starts the side network from a pretraining "
+                         f"workdir run with --config.ladder=True: {where}")
+    theirs, ours = lst_config(src.get("lst")), lst_config(config.lst)
+    diff = [f"lst.{f}: {getattr(theirs, f)!r} there, {getattr(ours, f)!r} here"
+            for f in LADDER_SHAPE if getattr(theirs, f) != getattr(ours, f)]
+    if diff:
+        raise ValueError(f"config.lst.init=ladder: the ladder of {root} has another shape ("
+                         + "; ".join(diff) + "): set these config.lst fields as pretraining did")
+    tree, source = layout.read_workdir_params(root, src)
+    logging.info("LST: side network from the pretrained ladder of %s", source)
+    return tree[LADDER]
+
+
 def fisher_sample(spec, splits: dict, inputs, config) -> tuple[Any, int]:
     """(batches, rows): the rows the Fisher init sees — min(lst.fisher_examples, train rows)
     drawn without replacement in a seeded random order (config.seed), as the LST authors'
@@ -109,16 +139,18 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
     if spec is None:  # a multi-task run: one side network, a head per task
         if c.cache or c.init == "fisher":
             raise ValueError("a multi-task LST run takes config.lst.cache=False and "
-                             "config.lst.init=random | magnitude (the Fisher init ranks by one "
-                             f"task's loss): got cache={c.cache}, init={c.init!r}")
-        if c.init == "random":
-            return _with_post_init(inputs, _side_init({}, c))
+                             "config.lst.init=random | magnitude | ladder (the Fisher init "
+                             f"ranks by one task's loss): got cache={c.cache}, init={c.init!r}")
+        if c.init in ("random", "ladder"):
+            side = ladder_params(config) if c.init == "ladder" else {}
+            return _with_post_init(inputs, _side_init(side, c))
     kind = kind_of(spec) if spec is not None else None
     if kind is not None and c.cache and not kind.lst_cache:
         raise ValueError(f"config.lst.cache=True caches classification inputs only; task "
                          f"{spec.name!r} is a {spec.kind} task: set config.lst.cache=False")
-    if c.init == "random" and not c.cache:
-        return _with_post_init(inputs, _side_init({}, c))
+    if c.init in ("random", "ladder") and not c.cache:
+        side = ladder_params(config) if c.init == "ladder" else {}
+        return _with_post_init(inputs, _side_init(side, c))
     dummy = np.ones((1, config.max_length), np.int32)
     full = jax.jit(inputs.model.init)(jax.random.PRNGKey(config.seed), dummy)["params"]
     trunk_params = inputs.pretrained if inputs.pretrained is not None else full["encoder"]
@@ -127,8 +159,8 @@ def prepare(inputs, config, workdir: Path, splits: dict, spec):
                                     opts, train=False, batch_size=config.batch_size,
                                     shard=(0, 1)))
                for s in ("train", "dev")} if c.cache else {}
-    side = {}
-    if c.init != "random":
+    side = ladder_params(config) if c.init == "ladder" else {}
+    if c.init in ("fisher", "magnitude"):
         logging.info("LST: %s-pruned side init from the trunk", c.init)
         side = jax.tree_util.tree_map(np.asarray, _pruned_params(inputs, config, trunk_params,
                                                                  splits, spec))

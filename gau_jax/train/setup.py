@@ -4,7 +4,8 @@
               as it is; raw text and the default People's Daily prepared into the cache, with
               vocab_path or a char vocab of model.vocab_size) → tokenizer of the corpus's
               vocabulary → Encoder + tied MLM head, loss = masked-token cross-entropy
-              (mlm_sums_fn); train = global batch t of the seeded window order, this process's
+              (mlm_sums_fn; ladder=True: + an LST side network on MLM, models/ladder_mlm.py);
+              train = global batch t of the seeded window order, this process's
               rows, whole-word masked (gau_jax/data/corpus_loader.py); dev = the corpora's dev
               windows, masked with a fixed seed.
     finetune / multitask: gau_jax/train/task_setup.py.
@@ -22,6 +23,7 @@ import ml_collections
 from gau_jax.data import corpus_loader, corpus_sources
 from gau_jax.data.tokenizer import load_tokenizer
 from gau_jax.models import build_encoder
+from gau_jax.models.ladder_mlm import build_ladder_mlm
 from gau_jax.train import partition
 from gau_jax.train.inputs import RunSetup, resolve_config
 from gau_jax.train.step import mlm_sums_fn
@@ -57,7 +59,8 @@ def _pretrain_inputs(config, workdir: Path) -> RunSetup:
         weights.append(weight)
     tok = load_tokenizer(corpora[0].vocab_path)
     config.model.vocab_size = tok.vocab_size
-    model = build_encoder(config.model)
+    model = (build_ladder_mlm(config.model, config.lst) if config.get("ladder")
+             else build_encoder(config.model))
     maker = corpus_loader.BatchMaker(
         corpora, weights, names=names, batch_size=config.batch_size,
         rows=partition.local_rows(config, config.batch_size), seed=config.seed,

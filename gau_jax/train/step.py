@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gau_jax.models.ladder_mlm import LadderMLM
 from gau_jax.tasks.losses import Batch, SumsFn, apply_rows, model_kwargs, weighted_sums
 from gau_jax.train.state import TrainState, step_key
 
@@ -56,7 +57,13 @@ def mlm_sums_fn(model, max_predictions: int = 0) -> SumsFn:
     max_predictions = k > 0 scores only the k highest-weight positions of each row (BERT's
     max_predictions_per_seq): the [b, n, V] logits shrink to [b, k, V]. A row with more than k
     masked tokens loses the excess from the loss; k >= every row's masked count changes nothing.
+
+    With a LadderMLM (gau_jax/models/ladder_mlm.py) the side network's MLM sums come too:
+    "objective" = trunk + side cross-entropy (what the step minimises; the side's gradient stops
+    at the ladders), "loss" / "correct" the trunk's, "ladder_loss" / "ladder_correct" the side's.
     """
+    ladder = isinstance(model, LadderMLM)
+    extract = (lambda out: (out[0].logits, out[1])) if ladder else (lambda out: out.logits)
 
     def sums(params, batch, rng, residual_scale, train):
         targets, weights, idx = batch["mlm_targets"], batch["mlm_weights"], None
@@ -65,12 +72,29 @@ def mlm_sums_fn(model, max_predictions: int = 0) -> SumsFn:
             targets = jnp.take_along_axis(targets, idx, axis=1)
         logits = apply_rows(model, params, rng, (batch["input_ids"], batch["attention_mask"],
                                                   batch["segment_ids"]),
-                            {"logit_positions": idx}, lambda out: out.logits,
+                            {"logit_positions": idx}, extract,
                             deterministic=not train, return_logits=True,
                             **model_kwargs(residual_scale, None))
-        return weighted_sums(logits, targets, weights)
+        if not ladder:
+            return weighted_sums(logits, targets, weights)
+        trunk, side = (weighted_sums(x, targets, weights) for x in logits)
+        return {**trunk, "objective": trunk["loss"] + side["loss"],
+                "ladder_loss": side["loss"], "ladder_correct": side["correct"]}
 
     return sums
+
+
+def extra_metrics(sums: dict, denom: jax.Array) -> dict:
+    """Per-token means of a sums_fn's extra sums: "<x>_loss" → "<x>_loss", "<x>_correct" →
+    "<x>_accuracy" (e.g. a pretrained ladder's); "loss", "weight", "correct", "objective" are
+    not extra."""
+    out = {}
+    for k, v in sums.items():
+        if k.endswith("_loss"):
+            out[k] = v / denom
+        elif k.endswith("_correct"):
+            out[k[:-len("_correct")] + "_accuracy"] = v / denom
+    return out
 
 
 def weight_key(batch: Batch) -> str:
@@ -183,7 +207,7 @@ def make_train_step(
         def grads_of(mb, idx):
             def loss_fn(tp):
                 sums = sums_fn(combine(tp, frozen_p), mb, row_keys(state, idx), alpha, True)
-                return sums["loss"] / denom, sums
+                return sums.get("objective", sums["loss"]) / denom, sums
 
             (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(train_p)
             return grads, sums
@@ -199,7 +223,8 @@ def make_train_step(
         skipped = state.skipped + (~apply).astype(jnp.int32)
         streak = jnp.where(finite, 0, state.bad_streak + 1).astype(jnp.int32)
         metrics = {"loss": loss, "accuracy": sums["correct"] / denom, "weight": total_w,
-                   "grad_norm": grad_norm, "skipped_updates": skipped, "bad_streak": streak}
+                   "grad_norm": grad_norm, "skipped_updates": skipped, "bad_streak": streak,
+                   **extra_metrics(sums, denom)}
         new_state = state.replace(step=state.step + 1, params=params,
                                   opt_state=opt_state, skipped=skipped,
                                   bad_streak=streak)
