@@ -5,7 +5,10 @@ A task supplies `sums_fn(params, batch, rng, residual_scale, train) -> {"loss", 
 
     L = Σ_i w_i·xent_i / Σ_i w_i        over the *global* batch,
 
-with Σ w computed first from the batch (it does not depend on params). Gradient accumulation
+with Σ w computed first from the batch (it does not depend on params). A sums_fn may return an
+"objective" sum, minimised instead of "loss" (a pretrained ladder's trunk + side loss; "loss" is
+still the reported one), and extra "<x>_loss" / "<x>_correct" sums, reported as metrics
+(`extra_metrics`). Gradient accumulation
 splits the batch into k micro-batches (micro-batch j = rows j, j+k, ...; a strided split keeps
 each device's rows local), sums ∂(Σ_mb w·xent / Σ w) over them in a `lax.scan`, so k micro-batches
 give the same update as one big batch. Under pmap the same sums are `psum`-ed over `axis_name`.
