@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ from configs.lst_clue import LST_R8, VARIANTS
 from experiments import cli
 from gau_jax.data import sources
 from gau_jax.models.costs import param_count
+from gau_jax.train.inputs import RunSetup, resolve_config
 from gau_jax.train.loop import Trainer
 from gau_jax.train.metrics import read_jsonl
 from gau_jax.train.optim import count_trainable
 from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
+from gau_jax.train.setup import build_inputs
 
 # The trunk: GAU-α shape at d = 256 (2 layers, e = 512, s = 64, biases so BitFit has something
 # to train), a 6000-character vocabulary, token-level masking (learns faster than whole-word
@@ -223,9 +226,14 @@ def dev_curve(workdir: Path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def finetune_run(config: ml_collections.ConfigDict, workdir: Path) -> dict:
-    """Train (or finish) one run; its row: dev accuracy (best evaluation), curve, sizes."""
-    trainer = Trainer(config, workdir)
+def finetune_run(config: ml_collections.ConfigDict, workdir: Path,
+                 adjust: Callable[[RunSetup], RunSetup] | None = None) -> dict:
+    """Train (or finish) one run; its row: dev accuracy (best evaluation), curve, sizes.
+    adjust: changes the run's inputs before training (an ablation's edit of the init)."""
+    inputs = None
+    if adjust is not None:
+        inputs = adjust(build_inputs(resolve_config(config), workdir))
+    trainer = Trainer(config, workdir, inputs)
     try:
         params = trainer.host_state().params
         trainable = count_trainable(params, trainer.setup.trainable)
