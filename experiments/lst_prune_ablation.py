@@ -139,25 +139,24 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     init_from = Path(c.init_from) if c.init_from else lst_clue.pretrain_trunk(c, workdir)
     trunk = c.init_from or init_from.name
     log = RunLog(workdir / "runs.jsonl", key_fields=("run",))
-    rows = []
-    for task in cli.names(c.ablation_tasks):
-        majority = None
-        for name in cli.names(c.ablations):
+    rows, majority = [], {}
+    for name in cli.names(c.ablations):  # ablation-major: a partial run has whole ablations
+        for task in cli.names(c.ablation_tasks):
             for seed in (int(s) for s in cli.names(c.seeds)):
                 o = ablation_overrides(c, task, name, seed, trunk)
                 key = lst_clue.run_name(o)
                 row = log.get({"run": key})
                 if row is None and c.train:
-                    if majority is None:
-                        majority = lst_clue.majority_rate(task, c.data_dir,
-                                                          o["eval_batches"] * c.batch_size)
+                    if task not in majority:
+                        majority[task] = lst_clue.majority_rate(
+                            task, c.data_dir, o["eval_batches"] * c.batch_size)
                     result = lst_clue.finetune_run(
                         lst_clue.finetune_config(o, init_from), workdir / "runs" / key,
                         edited_init(tuple(o.get("edits", ()))))
                     row = log.append({"run": key, "task": task, "variant": o["variant"],
                                       "method": o["method"], "lr": o["learning_rate"],
                                       "seed": seed, "steps": c.steps, **result,
-                                      "majority": majority})
+                                      "majority": majority[task]})
                     print(json.dumps(row), flush=True)
                 if row is not None:
                     rows.append({**row, "ablation": name})
