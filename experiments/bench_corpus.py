@@ -206,22 +206,10 @@ def run(c: ml_collections.ConfigDict, workdir: Path) -> dict:
     return rec
 
 
-def cpu_model() -> str:
-    """The processor's model name (/proc/cpuinfo), or "unknown"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def report(c, rec: dict) -> str:
     from gau_jax.train.runlog import markdown_table, results_header
 
     lines = results_header("Corpus pipeline: preparation, loader, memory", c.command)
-    lines[-2] = lines[-2].rstrip(".") + f"; CPU {cpu_model()}."
     lines += [f"Windows of {c.max_length} tokens, batches of {c.batch_size}; character "
               f"vocabulary of {c.vocab_size}; load average at the start "
               f"{rec['load'][0]:.2f} (each row gives its own). Measured by this command: "

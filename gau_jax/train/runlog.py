@@ -84,11 +84,24 @@ def git_commit(repo: str | Path | None = None) -> str:
     return head.stdout.strip() + (" with local changes" if dirty else "")
 
 
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), or "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def machine_line() -> str:
-    """The jax version, backend, device and CPU count (results files record where they ran)."""
+    """The jax version, backend, device, CPU count and model (results files record where they
+    ran)."""
     dev = jax.devices()[0]
     return (f"jax {jax.__version__}, backend {jax.default_backend()} ({dev.device_kind}), "
-            f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}")
+            f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
+            f"CPU {cpu_model()}")
 
 
 def results_header(title: str, command: str) -> list[str]:
