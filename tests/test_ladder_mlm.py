@@ -1,6 +1,7 @@
 """A pretrained ladder (pretraining with ladder=True): the trunk's gradient is the plain MLM
-gradient, the side network computes in fine-tuning what it computed in pretraining, and an LST
-run with lst.init=ladder starts from the saved side network (or says why it cannot)."""
+gradient and its updates the plain ones (clipped apart from the side), the side network computes
+in fine-tuning what it computed in pretraining, and an LST run with lst.init=ladder starts from
+the saved side network (or says why it cannot)."""
 
 import json
 import shutil
@@ -8,15 +9,18 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import finetune
 from gau_jax import workdir as layout
 from gau_jax.models import build_encoder, get_model_config
-from gau_jax.models.ladder_mlm import LADDER, LADDER_UP, build_ladder_mlm
+from gau_jax.models.ladder_mlm import LADDER, LADDER_UP, build_ladder_mlm, ladder_groups
 from gau_jax.models.lst import LSTConfig, build_model
 from gau_jax.train.loop import Trainer
-from gau_jax.train.step import mlm_sums_fn
+from gau_jax.train.optim import make_optimizer
+from gau_jax.train.state import create_state
+from gau_jax.train.step import make_train_step, mlm_sums_fn
 from tests.train_helpers import SyntheticMLM, tiny_pretrain_config
 
 LST = LSTConfig(reduction=2, min_side_width=0, trunk_dtype="float32")
@@ -59,6 +63,31 @@ def test_trunk_gradient_is_the_plain_mlm_gradient():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     side_norm = sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads[LADDER]))
     assert side_norm > 0 and float(jnp.sum(grads[LADDER_UP]["kernel"] ** 2)) > 0
+
+
+def _trunk_after_steps(model, params, batches, clip_groups=None):
+    tx = make_optimizer("lamb", optax.constant_schedule(1e-2), grad_clip_norm=0.05,
+                        weight_decay=0.01, clip_groups=clip_groups)
+    step = jax.jit(make_train_step(mlm_sums_fn(model), tx))
+    state = create_state(params, tx, 0)
+    for b in batches:
+        state, _ = step(state, b)
+    return state.params
+
+
+def test_trunk_trains_as_without_the_side():
+    """LAMB steps with gradient clipping that binds (clip 0.05): the trunk's params after 3
+    steps equal the plain Encoder's from the same start — the trunk is clipped by its own norm.
+    Clipped by the norm of trunk + side together, they would not."""
+    model, _, params = _setup()
+    batches = [SyntheticMLM(4, 16, seed=3).batch(i) for i in range(3)]
+    want = _trunk_after_steps(build_encoder(trunk()), params["encoder"], batches)
+    got = _trunk_after_steps(model, params, batches, ladder_groups)["encoder"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    coupled = _trunk_after_steps(model, params, batches)["encoder"]
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(coupled), jax.tree.leaves(want), strict=True)) > 1e-4
 
 
 def test_side_computes_in_lst_what_it_computed_in_pretraining():

@@ -8,8 +8,10 @@ trunk's hidden states through `stop_gradient` and learns the same MLM task from 
     side:    s = Side(sg(h_0), sg(h_ℓ(0)), …);  logits_S = Up(s) · sg(E)ᵀ           [b, k, V]
     loss  =  xent(logits_T) + xent(logits_S)     (sg = stop_gradient)
 
-so ∂loss/∂θ_trunk = ∂xent(logits_T)/∂θ_trunk: the trunk trains exactly as without the side,
-and the side learns to read a trunk that is still moving. Up [d_s, d] and the frozen copy of the
+so ∂loss/∂θ_trunk = ∂xent(logits_T)/∂θ_trunk, and the trunk's gradient is clipped by its own
+norm (`ladder_groups`: the optimizer clips trunk and side apart): the trunk trains as it would
+without the side (only its dropout masks come from another stream), and the side learns to read
+a trunk that is still moving. Up [d_s, d] and the frozen copy of the
 token embeddings E map the side's states to the vocabulary; both stay behind when fine-tuning.
 
 Params: {"encoder": trunk, "ladder": {down_k, gate_i, side_i} (LST's own names and shapes for
@@ -84,3 +86,9 @@ def build_ladder_mlm(model_config: Any, lst: Any = None) -> LadderMLM:
     c = lst_config(lst)
     side_config(trunk, c)
     return LadderMLM(trunk, c)
+
+
+def ladder_groups(params: Any) -> Any:
+    """Clip groups of a LadderMLM's params: "trunk" (encoder) and "side" (everything else)."""
+    return {k: jax.tree.map(lambda _, k=k: "trunk" if k == "encoder" else "side", v)
+            for k, v in params.items()}

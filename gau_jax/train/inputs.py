@@ -62,6 +62,7 @@ class RunSetup:
     dev_eval: Callable[[Any], dict[str, float]] | None = None  # params → CLUE dev metrics
     best_metric: str = "accuracy"  # the dev metric keep_best compares (em, f1, accuracy)
     features: dict[str, Any] = dataclasses.field(default_factory=dict)  # split → Features
+    clip_groups: Callable[[Any], Any] | None = None  # params → label per leaf: clipped apart
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -147,7 +147,8 @@ class Trainer:
         self.config = self.setup.config or resolved
         self._check_rerun(self.config)
         self.model, self.sums_fn = self.setup.model, self.setup.sums_fn
-        self.tx = optimizer_from_config(self.config, self.setup.trainable)
+        self.tx = optimizer_from_config(self.config, self.setup.trainable,
+                                        self.setup.clip_groups)
         self.schedule = schedule_from_config(self.config)
         self.ckpt = ckpt_lib.Checkpointer(self.workdir, max_to_keep=self.config.keep_checkpoints,
                                           async_save=self.config.async_checkpoints)

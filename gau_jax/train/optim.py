@@ -5,7 +5,9 @@ with w0 = 0 when warmup_steps > 0 (Su's ``piecewise_linear``; no warmup is neede
 
 Update of a trainable leaf θ with gradient g (frozen leaves: update 0 and *no* optimizer state):
 
-    g ← g · min(1, clip / ‖g_trainable‖₂)            global-norm clipping (clip > 0)
+    g ← g · min(1, clip / ‖g_trainable‖₂)            global-norm clipping (clip > 0); with
+                                                      clip groups (a pretrained ladder: the
+                                                      trunk, the side) each group's own norm
     Δ ← Opt(g; lr_t)                                  lamb | adafactor | adamw
     Δ ← Δ − lr_t · wd · θ   on kernels only          decoupled weight decay (inside Opt)
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -68,6 +71,7 @@ def make_optimizer(
     b2: float = 0.999,
     eps: float = 1e-6,
     relative_step: bool = True,
+    clip_groups: Callable[[PyTree], PyTree] | None = None,
 ) -> optax.GradientTransformation:
     """Builds clip → optimizer (with decoupled, masked weight decay); frozen leaves get no state.
 
@@ -75,6 +79,8 @@ def make_optimizer(
     relative_step (adafactor only): each step is lr × max(RMS(param), 1e-3), relative to the
     parameter's scale; False makes it lr itself, so a leaf that starts at zero (an adapter's
     up-projection, a bias) moves at the rate of every other leaf instead of lr·1e-3.
+    clip_groups: params → a label per leaf; each label's leaves are clipped by their own norm
+    (`clip_by_group_norm`), so one group's gradient never scales another's update.
     """
     wd = weight_decay if weight_decay else 0.0
     if name == "lamb":
@@ -95,7 +101,9 @@ def make_optimizer(
     else:
         raise ValueError(f"config.optimizer={name!r} is not one of {OPTIMIZERS}")
     if grad_clip_norm and grad_clip_norm > 0:
-        opt = optax.chain(optax.clip_by_global_norm(grad_clip_norm), opt)
+        clip = (optax.clip_by_global_norm(grad_clip_norm) if clip_groups is None
+                else clip_by_group_norm(grad_clip_norm, clip_groups))
+        opt = optax.chain(clip, opt)
     if trainable is None:
         return opt
 
@@ -106,6 +114,24 @@ def make_optimizer(
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
+def clip_by_group_norm(max_norm: float,
+                       groups: Callable[[PyTree], PyTree]) -> optax.GradientTransformation:
+    """g_G ← g_G · min(1, max_norm / ‖g_G‖₂) for each group G of leaves (groups(tree): a label
+    per leaf); one group is optax.clip_by_global_norm."""
+
+    def update(updates, state, params=None):
+        del params
+        labels, treedef = jax.tree_util.tree_flatten(groups(updates))
+        leaves = treedef.flatten_up_to(updates)
+        norms = {g: optax.global_norm([x for x, h in zip(leaves, labels, strict=True) if h == g])
+                 for g in dict.fromkeys(labels)}
+        scale = {g: jnp.where(n < max_norm, 1.0, max_norm / n) for g, n in norms.items()}
+        out = [(x * scale[g].astype(x.dtype)) for x, g in zip(leaves, labels, strict=True)]
+        return treedef.unflatten(out), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
 def schedule_from_config(config) -> optax.Schedule:
     """lr(t) of `config` (learning_rate, total_steps, warmup_steps, end_lr_factor)."""
     return piecewise_linear_schedule(
@@ -113,7 +139,8 @@ def schedule_from_config(config) -> optax.Schedule:
     )
 
 
-def optimizer_from_config(config, trainable=None) -> optax.GradientTransformation:
+def optimizer_from_config(config, trainable=None,
+                          clip_groups=None) -> optax.GradientTransformation:
     """The optimizer that `config` (fields below) describes; see configs/pretrain.py."""
     schedule = schedule_from_config(config)
     return make_optimizer(
@@ -123,6 +150,7 @@ def optimizer_from_config(config, trainable=None) -> optax.GradientTransformatio
         grad_clip_norm=config.grad_clip_norm,
         trainable=trainable,
         relative_step=config.relative_step,
+        clip_groups=clip_groups,
     )
 
 

@@ -23,7 +23,7 @@ import ml_collections
 from gau_jax.data import corpus_loader, corpus_sources
 from gau_jax.data.tokenizer import load_tokenizer
 from gau_jax.models import build_encoder
-from gau_jax.models.ladder_mlm import build_ladder_mlm
+from gau_jax.models.ladder_mlm import build_ladder_mlm, ladder_groups
 from gau_jax.train import partition
 from gau_jax.train.inputs import RunSetup, resolve_config
 from gau_jax.train.step import mlm_sums_fn
@@ -73,6 +73,7 @@ def _pretrain_inputs(config, workdir: Path) -> RunSetup:
     if len(corpora) > 1:
         sizes.update({f"weight {n}": w for n, w in zip(names, weights, strict=True)})
     return RunSetup(model=model, sums_fn=sums_fn, train=train, dev_batches=dev,
-                  model_config=config.model, tokenizer=tok, config=config, data_sizes=sizes)
+                  model_config=config.model, tokenizer=tok, config=config, data_sizes=sizes,
+                  clip_groups=ladder_groups if config.get("ladder") else None)
 
 
