@@ -27,10 +27,9 @@ importance Σ_i F(W_ij). For every matrix keep the 1/r output channels of larges
       pairs, in index order, turn at the side's own θ_j = base^(−2j/(k/r)). The kept trunk
       pairs are the Fisher-important ones, which on a trained trunk are the fast-turning ones
       (measured: θ from 1 down to 0.06 of the trunk's 1 … 1e−4); frozen at those θ the side
-      attention has no slow, long-range frequencies. Measured (the 2-layer 256-wide trunk of
-      experiments/lst_clue.py, r = 8, 600 steps, dev accuracy of seeds 0 / 1): iflytek "exact"
-      17.0 / 18.4 %, a random side network 25.3 / 24.9 %, "side" 28.5 / 26.7 %; tnews 39.9 /
-      40.6, 39.7 / 40.9, 41.9 / 43.1 %.
+      attention has no slow, long-range frequencies. Measured on the 2-layer 256-wide trunk of
+      experiments/lst_clue.py (experiments/results/lst_inits.md, lst_prune_ablation.md): "side"
+      recovers most of what "exact" loses against a random side network, but does not beat it.
     At r = 1 both forms are the trunk block exactly.
 
 Side block i starts from trunk layer ℓ(i). Needs side_block = the trunk's block (and, for
