@@ -21,7 +21,7 @@ from gau_jax.train.loop import Trainer
 from gau_jax.train.optim import make_optimizer
 from gau_jax.train.state import create_state
 from gau_jax.train.step import make_train_step, mlm_sums_fn
-from tests.train_helpers import SyntheticMLM, tiny_pretrain_config
+from tests.train_helpers import SyntheticMLM, tiny_pretrain_config, write_corpus_and_task
 
 LST = LSTConfig(reduction=2, min_side_width=0, trunk_dtype="float32")
 
@@ -114,14 +114,7 @@ TEXTS = ["今天天气很好", "我们去公园散步", "这本书写得不好",
 def ladder_workdir(tmp_path_factory):
     """(a 2-step pretraining workdir with ladder=True, a task folder)."""
     root = tmp_path_factory.mktemp("ladder")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in TEXTS), encoding="utf-8")
-    task = root / "task"
-    task.mkdir()
-    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
-    for split in ("train", "dev"):
-        (task / f"{split}.json").write_text(
-            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    corpus, task = write_corpus_and_task(root, TEXTS)
     pt = tiny_pretrain_config(data_dir=str(corpus), dev_fraction=0.2, eval_batches=1,
                               batch_size=8, pad_multiple=16, data_threads=1, total_steps=2,
                               checkpoint_every_steps=2, eval_every_steps=2, ladder=True)

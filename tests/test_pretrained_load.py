@@ -25,7 +25,7 @@ from gau_jax.pretrained import (
     trunk_params,
 )
 from gau_jax.train.loop import Trainer
-from tests.train_helpers import synthetic_inputs, tiny_pretrain_config
+from tests.train_helpers import synthetic_inputs, tiny_pretrain_config, write_corpus_and_task
 
 TEXTS = ["今天天气很好我们去公园玩", "这本书写得很好我很喜欢", "服务太差了再也不来了",
          "质量不好很失望", "人民日报社论今天发表", "经济发展很快生活水平提高"]
@@ -77,14 +77,7 @@ def runs(tmp_path_factory):
     """{name: (workdir, final params)}: a 2-layer pretraining run, and a fine-tuning run of
     every method (from the pretraining workdir; bitfit from scratch: the trunk has no biases)."""
     root = tmp_path_factory.mktemp("runs")
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in TEXTS), encoding="utf-8")
-    task = root / "task"
-    task.mkdir()
-    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
-    for split in ("train", "dev"):
-        (task / f"{split}.json").write_text(
-            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    corpus, task = write_corpus_and_task(root, TEXTS)
     pt = tiny_pretrain_config(data_dir=str(corpus), dev_fraction=0.2, eval_batches=1,
                               batch_size=8, pad_multiple=16, data_threads=1, total_steps=STEPS,
                               checkpoint_every_steps=STEPS, eval_every_steps=STEPS)
