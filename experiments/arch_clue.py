@@ -35,26 +35,19 @@ import ml_collections
 from configs import pretrain
 from configs.arch_clue import ARCHS, LABELS, trunk_pair
 from experiments import cli, clue_results, lst_clue
-from gau_jax.atomic import write_text_atomic
-from gau_jax.data import corpus_prepare, sources
+from gau_jax.data import corpus_prepare
 from gau_jax.data.corpus_format import is_prepared
 from gau_jax.data.prepare_corpus import build_vocab, prepare
 from gau_jax.data.readers import DataError
 from gau_jax.data.tasks import get_task
 from gau_jax.data.tokenizer import load_tokenizer
 from gau_jax.models.costs import param_count, train_matmul_flops
-from gau_jax.tasks import kind_of, submission
+from gau_jax.tasks import submission
 from gau_jax.tasks.evaluation import baseline
 from gau_jax.train.loop import Trainer
 from gau_jax.train.metrics import read_jsonl
 from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
 
-# Su's CLUE dev table (github.com/ZhuiyiTechnology/GAU-alpha README.md, kexue.fm/archives/9052),
-# base models on CLUE's full dev sets: GAU-α's row is clue_results.GAU_ALPHA_BASE, this is the
-# row Su marks RoFormerV2* (his post explains the star). Its "chid" is CLUE's ChID.
-ROFORMER_V2_STAR_BASE = {"iflytek": 60.87, "tnews": 56.54, "afqmc": 72.75, "cmnli": 80.34,
-                         "ocnli": 75.36, "cluewsc2020": 80.92, "csl": 84.67, "cmrc2018": 57.91,
-                         "c3": 64.62, "chid": 85.09, "cluener": 81.08}
 SU_TASK = {"chid_fewclue": "chid"}  # our task → the row of Su's table it is set against
 
 
@@ -87,17 +80,6 @@ def check_pair(c: ml_collections.ConfigDict, costs: dict[str, dict]) -> None:
                          f"config.pair_tolerance={c.pair_tolerance} apart")
 
 
-def corpus_texts(c: ml_collections.ConfigDict) -> list[str]:
-    """People's Daily documents, then every text of the corpus_tasks' train rows."""
-    lines = list(sources.load_corpus(None))
-    for task in cli.names(c.corpus_tasks):
-        spec, src = sources.load_task(task, c.data_dir, bad_rows=get_task(task).recipe.bad_rows)
-        train = src["train"]
-        lines += [t for i in range(len(train)) for t in kind_of(spec).row_texts(spec, train[i])
-                  if t]
-    return lines[:c.corpus_max_lines] if c.corpus_max_lines else lines
-
-
 def prepare_pretraining_corpus(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     """WORKDIR/corpus-<hash>/, the prepared corpus both trunks read (built once, resumable)."""
     name = run_key("corpus", {"data_dir": c.data_dir, "tasks": cli.names(c.corpus_tasks),
@@ -108,9 +90,9 @@ def prepare_pretraining_corpus(c: ml_collections.ConfigDict, workdir: Path) -> P
     if is_prepared(out):
         return out
     if not raw.exists():
-        lines = corpus_texts(c)
-        write_text_atomic(raw, "".join(t.replace("\n", " ") + "\n" for t in lines))
-        print(f"corpus: {len(lines)} lines → {raw}", flush=True)
+        n = lst_clue.write_corpus(lst_clue.corpus_texts(c.data_dir, cli.names(c.corpus_tasks),
+                                                        c.corpus_max_lines), raw)
+        print(f"corpus: {n} lines → {raw}", flush=True)
     if not vocab.exists():
         build_vocab([raw], c.vocab_size, vocab)
     settings = corpus_prepare.Settings(max_length=c.pretrain.max_length,
@@ -255,7 +237,7 @@ def task_line(task: str, runs: list[dict], recipe: ml_collections.ConfigDict) ->
     (mg, sg), (mr, sr) = (mean_spread(by[a]) for a in ARCHS)
     ours = _ahead(mg, mr, max(sg, sr))  # within one seed sd: no direction
     su_g = clue_results.GAU_ALPHA_BASE.get(SU_TASK.get(task, task))
-    su_r = ROFORMER_V2_STAR_BASE.get(SU_TASK.get(task, task))
+    su_r = clue_results.ROFORMER_V2_STAR_BASE.get(SU_TASK.get(task, task))
     su = _ahead(su_g, su_r) if su_g and su_r else "–"
     return [task, metric, f"{recipe.max_length} / {recipe.batch_size} / {recipe.steps}",
             f"{base:.1f}", *(f"{m:.1f} ± {s:.1f}" for m, s in ((mg, sg), (mr, sr))),

@@ -44,6 +44,13 @@ GAU_ALPHA_BASE = {"afqmc": 74.17, "tnews": 57.76, "iflytek": 61.41, "cmnli": 81.
                   "ocnli": 75.86, "cluewsc2020": 79.93, "csl": 85.67, "cmrc2018": 58.09,
                   "c3": 68.24, "chid": 87.91, "cluener": 80.01}
 
+# Su's CLUE dev table (github.com/ZhuiyiTechnology/GAU-alpha README.md, kexue.fm/archives/9052),
+# base models on CLUE's full dev sets: GAU-α's row is GAU_ALPHA_BASE, this is the row Su marks
+# RoFormerV2* (his post explains the star). Its "chid" is CLUE's ChID.
+ROFORMER_V2_STAR_BASE = {"iflytek": 60.87, "tnews": 56.54, "afqmc": 72.75, "cmnli": 80.34,
+                         "ocnli": 75.36, "cluewsc2020": 80.92, "csl": 84.67, "cmrc2018": 57.91,
+                         "c3": 64.62, "chid": 85.09, "cluener": 81.08}
+
 
 def parse_lr(text: str, methods: list[str]) -> dict[str, float]:
     """'3e-3' (every method) or 'full=1e-2,lst=3e-2'."""

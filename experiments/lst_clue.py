@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,13 @@ import ml_collections
 from configs import finetune, pretrain
 from configs.lst_clue import LST_R8, VARIANTS
 from experiments import cli
+from gau_jax.atomic import write_text_atomic
 from gau_jax.data import sources
+from gau_jax.data.tasks import get_task
 from gau_jax.models.costs import param_count
+from gau_jax.tasks import kind_of
 from gau_jax.train.inputs import RunSetup, resolve_config
-from gau_jax.train.loop import Trainer
+from gau_jax.train.loop import Trainer, train
 from gau_jax.train.metrics import read_jsonl
 from gau_jax.train.optim import count_trainable
 from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
@@ -56,15 +59,22 @@ TRUNK = {"model.hidden_size": 256, "model.num_layers": 2, "model.intermediate_si
          "batch_size": 32, "max_length": 64, "learning_rate": 5e-3}
 
 
-def write_corpus(data_dir: str, tasks: tuple[str, ...], path: Path) -> int:
-    """People's Daily documents, then every text field of the tasks' train rows; line count."""
+def corpus_texts(data_dir: str, tasks: Sequence[str], max_lines: int = 0) -> list[str]:
+    """People's Daily documents, then every text of the tasks' train rows (the task kind's
+    `row_texts`, rows the task's recipe marks bad skipped); the first max_lines (0 = all)."""
     lines = list(sources.load_corpus(None))
     for task in tasks:
-        spec, src = sources.load_task(task, data_dir)
-        for i in range(len(src["train"])):
-            lines += [t for t in spec.texts(src["train"][i]) if t]
+        spec, src = sources.load_task(task, data_dir, bad_rows=get_task(task).recipe.bad_rows)
+        train = src["train"]
+        lines += [t for i in range(len(train)) for t in kind_of(spec).row_texts(spec, train[i])
+                  if t]
+    return lines[:max_lines] if max_lines else lines
+
+
+def write_corpus(lines: Sequence[str], path: Path) -> int:
+    """One text a line (newlines inside a text become spaces), written atomically; the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(t.replace("\n", " ") + "\n" for t in lines), encoding="utf-8")
+    write_text_atomic(path, "".join(t.replace("\n", " ") + "\n" for t in lines))
     return len(lines)
 
 
@@ -96,17 +106,14 @@ def pretrain_trunk(c: ml_collections.ConfigDict, workdir: Path) -> Path:
     if (out / "summary.json").exists():
         return out
     corpus = workdir / "corpus.txt"
-    print(f"corpus: {write_corpus(c.data_dir, cli.names(c.tasks), corpus)} lines → {corpus}")
+    n = write_corpus(corpus_texts(c.data_dir, cli.names(c.tasks)), corpus)
+    print(f"corpus: {n} lines → {corpus}")
     p = pretrain.get_config("gau_alpha_tiny")
     p.update_from_flattened_dict({**trunk_recipe(c), "data_dir": str(corpus),
                                   "total_steps": c.pretrain_steps,
                                   "eval_every_steps": max(1, c.pretrain_steps // 3),
                                   "checkpoint_every_steps": max(1, c.pretrain_steps // 3)})
-    trainer = Trainer(p, out)
-    try:
-        trainer.run()
-    finally:
-        trainer.close()
+    train(p, out)
     return out
 
 
@@ -125,11 +132,7 @@ def ladder_cost(c: ml_collections.ConfigDict, workdir: Path) -> str:
                                       "progress_bar": False, "tensorboard": False})
         out = workdir / run_key(f"cost_ladder{int(ladder)}", p.to_dict())
         if not (out / "summary.json").exists():
-            trainer = Trainer(p, out)
-            try:
-                trainer.run()
-            finally:
-                trainer.close()
+            train(p, out)
         rates = [r["steps_per_s"] for r in read_jsonl(out / "metrics.jsonl")
                  if r["split"] == "train" and "steps_per_s" in r][1:]
         speed[ladder] = sorted(rates)[len(rates) // 2]

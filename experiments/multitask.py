@@ -23,19 +23,11 @@ from experiments import cli, lst_clue
 from experiments.evaluate import evaluate
 from gau_jax.data.tasks import get_task
 from gau_jax.tasks import evaluation, submission
-from gau_jax.train.loop import Trainer
+from gau_jax.train.loop import train
 from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
 
 QUIET = {"progress_bar": False, "tensorboard": False, "async_checkpoints": False,
          "keep_best": False}
-
-
-def _train(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
-    trainer = Trainer(config, workdir)
-    try:
-        return trainer.run()
-    finally:
-        trainer.close()
 
 
 def _settings(c, steps: int, seed: int, init_from: Path) -> dict[str, Any]:
@@ -54,7 +46,7 @@ def finetune_run(c, task: str, steps: int, seed: int, init_from: Path, workdir: 
     if row is None:
         ft = finetune.get_config(f"task={task},model=gau_alpha_tiny,method=full")
         ft.update_from_flattened_dict(o)
-        summary = _train(ft, workdir / "runs" / name)
+        summary = train(ft, workdir / "runs" / name)
         result = evaluate(workdir / "runs" / name, "dev", "latest", max_rows=c.dev_rows)
         row = log.append({"run": name, "arm": arm, "task": task, "seed": seed,
                           "result": result, "wall_time_s": summary["wall_time_s"]})
@@ -72,7 +64,7 @@ def stage_run(c, seed: int, trunk: Path, workdir: Path, log: RunLog) -> tuple[Pa
     if row is None:
         mt = multitask.get_config(f"tasks={'+'.join(tasks)},model=gau_alpha_tiny,method=full")
         mt.update_from_flattened_dict(o)
-        summary = _train(mt, wd)
+        summary = train(mt, wd)
         results = {t: evaluate(wd, "dev", "latest", max_rows=c.dev_rows, task=t) for t in tasks}
         row = log.append({"run": name, "arm": "stage", "seed": seed, "results": results,
                           "wall_time_s": summary["wall_time_s"]})

@@ -78,7 +78,7 @@ def test_check_pair_names_the_field():
 def test_recipes_and_su_table():
     c = config_lib.get_config("full")
     assert set(c.tasks) == set(c.recipes) and len(c.tasks) == 10 and "cmnli" not in c.tasks
-    assert set(arch_clue.ROFORMER_V2_STAR_BASE) == set(clue_results.GAU_ALPHA_BASE)
+    assert set(clue_results.ROFORMER_V2_STAR_BASE) == set(clue_results.GAU_ALPHA_BASE)
 
 
 def _runs(task, gau, rof, base=50.0):

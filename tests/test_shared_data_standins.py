@@ -140,7 +140,7 @@ def test_lst_clue_majority_corpus_and_dev_curve(clue_dir, tmp_path):
         for i, lab in enumerate("0110")), encoding="utf-8")
     assert lst_clue.majority_rate("afqmc", str(root)) == pytest.approx(0.5)
     assert lst_clue.majority_rate("afqmc", str(root), rows=3) == pytest.approx(2 / 3)
-    n = lst_clue.write_corpus(str(root), ("afqmc",), tmp_path / "corpus.txt")
+    n = lst_clue.write_corpus(lst_clue.corpus_texts(str(root), ("afqmc",)), tmp_path / "corpus.txt")
     lines = (tmp_path / "corpus.txt").read_text(encoding="utf-8").splitlines()
     assert n == len(lines) == len(people_daily_texts()) + 6
     assert sorted(lines[-6:]) == sorted(["花呗怎么还", "花呗如何还款"] * 3)
