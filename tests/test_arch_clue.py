@@ -93,8 +93,11 @@ def test_task_line_directions():
     line = arch_clue.task_line("tnews", _runs("tnews", [60, 61, 62], [55, 56, 57]), recipe)
     assert line[3:6] == ["50.0", "61.0 ± 1.0", "56.0 ± 1.0"]
     assert line[8:] == ["yes / yes", "+5.0", "GAU-α", "57.76 / 56.54 (GAU-α)", "yes"]
-    line = arch_clue.task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 49]), recipe)
-    assert line[8:] == ["yes / no", "+7.7", "GAU-α", "80.01 / 81.08 (RoFormerV2)", "no"]
+    line = arch_clue.task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 57]), recipe)
+    assert line[8:] == ["yes / yes", "+5.0", "GAU-α", "80.01 / 81.08 (RoFormerV2)", "no"]
+    # a RoFormerV2 seed at the baseline (50): the direction is not compared
+    line = arch_clue.task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 50]), recipe)
+    assert line[8:] == ["yes / no", "+7.3", "GAU-α", "80.01 / 81.08 (RoFormerV2)", "–"]
     line = arch_clue.task_line("afqmc", _runs("afqmc", [60, 62], [60, 60]), recipe)
     assert line[-3:] == ["tie", "74.17 / 72.75 (GAU-α)", "–"]  # 1.0 apart, sd 1.4: no direction
     line = arch_clue.task_line("chid_fewclue", _runs("chid_fewclue", [20], [15]), recipe)
