@@ -10,7 +10,8 @@ CLUE task fine-tuned from each trunk (configs/arch_clue.py: the pair, the recipe
 2. Trunks, once the pair is checked (parameters and train matmul FLOPs per token at the
    pretraining shape, gau_jax/models/costs.py, within pair_tolerance): configs/pretrain.py with
    each `models` entry and the shared `pretrain` fields → WORKDIR/trunk-<arch>-<hash>, resumed
-   from its checkpoints on a rerun; each piece's wall time: WORKDIR/pretrain_wall.jsonl.
+   from its checkpoints on a rerun; each piece's wall time: WORKDIR/pretrain_wall.jsonl (a
+   piece killed before it wrote its end counts its train time from the trunk's train log).
 3. Per task, trunk and seed, clue_results' run (configs/finetune.py, method full, the task's
    `recipes` entry) scored by `experiments.evaluate` on the first dev_rows dev rows, beside the
    task's baseline; a finished run is a line of WORKDIR/runs.jsonl (a rerun skips it).
@@ -116,17 +117,31 @@ def pretrain_trunk(c: ml_collections.ConfigDict, arch: str, corpus: Path,
                                   "log_every_steps": c.pretrain.eval_every_steps,
                                   "progress_bar": False, "tensorboard": False})
     trainer = Trainer(p, out)
-    start, t0 = trainer.step(), time.time()
+    piece = {"trunk": out.name, "from_step": trainer.step(), "started": time.time()}
     try:
-        if start < (c.pretrain_stop_at or p.total_steps):
+        if piece["from_step"] < (c.pretrain_stop_at or p.total_steps):
+            _log_piece(workdir, piece)  # a piece killed before its end line: trunk_record
             trainer.run(stop_at=c.pretrain_stop_at or None)
     finally:
-        if trainer.step() > start:
-            with (workdir / "pretrain_wall.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"trunk": out.name, "from_step": start, "to_step":
-                                    trainer.step(), "wall_time_s": time.time() - t0}) + "\n")
+        if trainer.step() > piece["from_step"]:
+            _log_piece(workdir, {**piece, "to_step": trainer.step(),
+                                 "wall_time_s": time.time() - piece["started"]})
         trainer.close()
     return out
+
+
+def _log_piece(workdir: Path, record: dict) -> None:
+    with (workdir / "pretrain_wall.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def killed_piece_s(trunk: Path, start: int, until: float) -> float:
+    """Training seconds of a piece that started at step `start` and was killed before it wrote
+    its end line: its last train log at a step in (start, until] ran `steps_per_s` (averaged
+    since the piece's first update) for the steps since `start`; 0 when it logged none."""
+    logs = [r for r in read_jsonl(trunk / "metrics.jsonl") if r["split"] == "train"
+            and start < r["step"] <= until and r.get("steps_per_s", 0) > 0]
+    return (logs[-1]["step"] - start) / logs[-1]["steps_per_s"] if logs else 0.0
 
 
 def trunk_record(trunk: Path, costs: dict, workdir: Path) -> dict[str, Any]:
@@ -136,10 +151,17 @@ def trunk_record(trunk: Path, costs: dict, workdir: Path) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):  # no dev evaluation yet
         evals = []
     wall = workdir / "pretrain_wall.jsonl"
-    pieces = [r for r in read_jsonl(wall) if r["trunk"] == trunk.name] if wall.exists() else []
-    return {"finished": (trunk / "summary.json").exists(), "pieces": len(pieces),
-            "curve": [(e["step"], e["step"] * costs["flops_per_step"], e["accuracy"])
-                      for e in evals], "wall_time_s": sum(r["wall_time_s"] for r in pieces)}
+    lines = [r for r in read_jsonl(wall) if r["trunk"] == trunk.name] if wall.exists() else []
+    pieces = [r for r in lines if "wall_time_s" in r]
+    ended = {r.get("started") for r in pieces}
+    starts = sorted((r["started"], r["from_step"]) for r in lines if "wall_time_s" not in r)
+    killed = [killed_piece_s(trunk, step, starts[i + 1][1] if i + 1 < len(starts) else math.inf)
+              for i, (t0, step) in enumerate(starts) if t0 not in ended]
+    killed = [t for t in killed if t > 0]
+    return {"finished": (trunk / "summary.json").exists(), "pieces": len(pieces) + len(killed),
+            "killed": len(killed), "curve": [(e["step"], e["step"] * costs["flops_per_step"],
+                                              e["accuracy"]) for e in evals],
+            "wall_time_s": sum(r["wall_time_s"] for r in pieces) + sum(killed)}
 
 
 def finetune_rows(c: ml_collections.ConfigDict, trunks: dict[str, Path],
@@ -275,7 +297,9 @@ def report(c: ml_collections.ConfigDict, costs: dict[str, dict], records: dict[s
                       f"{k['flops_per_token'] / 1e6:.3f} M", f"{k['params_ratio']:.4f}",
                       f"{k['flops_ratio']:.4f}", step, f"{100 * acc:.2f}",
                       f"{100 * last_quarter_gain(r['curve']):+.2f}",
-                      f"{r['wall_time_s'] / 60:.0f} min (pieces: {r['pieces']})"])
+                      f"{r['wall_time_s'] / 60:.0f} min (pieces: {r['pieces']}"
+                      + (f", {r['killed']} killed: their train time from the log" if
+                         r["killed"] else "") + ")"])
     md += [markdown_table(["trunk", "shape", "params", "train FLOPs / token", "params ratio",
                            "FLOPs ratio", "steps", "dev MLM acc %", "gain, last quarter",
                            "wall"], table), "", "![MLM dev accuracy vs FLOPs](arch_clue.png)", ""]

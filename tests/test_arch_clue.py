@@ -107,6 +107,36 @@ def test_task_line_directions():
     assert math.isnan(arch_clue.last_quarter_gain(curve[:1]))
 
 
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_wall_time_counts_a_killed_piece_from_its_train_log(tmp_path):
+    """Pieces that wrote their end line count their wall time; one killed before it (a start
+    line only) counts (last logged step - its start) / that log's rate, the rate averaged since
+    the piece's first update; logs of the next piece and a killed piece that logged nothing
+    add nothing."""
+    trunk = tmp_path / "trunk-gau_alpha-x"
+    trunk.mkdir()
+    _jsonl(trunk / "metrics.jsonl", [
+        {"split": "train", "step": 1000, "steps_per_s": 2.0},   # piece A
+        {"split": "dev", "step": 1000, "accuracy": 0.2},
+        {"split": "train", "step": 1500, "steps_per_s": 5.0},   # piece B, killed after 2000
+        {"split": "train", "step": 2000, "steps_per_s": 4.0},
+        {"split": "train", "step": 2500, "steps_per_s": 1.0},   # piece C, resumed at 2000
+        {"split": "dev", "step": 3000, "accuracy": 0.3}])
+    a, b, c, d = ({"trunk": trunk.name, "from_step": f, "started": t}
+                  for f, t in ((0, 1.0), (1000, 2.0), (2000, 3.0), (3000, 4.0)))
+    _jsonl(tmp_path / "pretrain_wall.jsonl", [
+        a, {**a, "to_step": 1000, "wall_time_s": 100.0}, b, c,
+        {**c, "to_step": 3000, "wall_time_s": 200.0}, d,   # d: killed before any log
+        {"trunk": "trunk-roformer_v2-y", "from_step": 0, "to_step": 9, "wall_time_s": 7.0}])
+    r = arch_clue.trunk_record(trunk, {"flops_per_step": 10.0}, tmp_path)
+    assert r["wall_time_s"] == pytest.approx(100 + (2000 - 1000) / 4.0 + 200)
+    assert (r["pieces"], r["killed"], r["finished"]) == (3, 1, False)
+    assert r["curve"] == [(1000, 10000.0, 0.2), (3000, 30000.0, 0.3)]
+
+
 @pytest.mark.slow
 def test_smoke_in_pieces_then_rerun_trains_nothing(shared_data, tmp_path, monkeypatch):
     c = config_lib.get_config("smoke")  # tiny trunks, 2 MLM steps; csl, 1 seed, 2 steps
@@ -118,9 +148,11 @@ def test_smoke_in_pieces_then_rerun_trains_nothing(shared_data, tmp_path, monkey
     assert "No fine-tuning yet: pretrain_stop_at=1 pretrains only" in md
     c.pretrain_stop_at = 0
     rows = arch_clue.run(c, work)  # piece 2: resumed to the end, then fine-tuned
-    pieces = [json.loads(line) for line in (work / "pretrain_wall.jsonl").open()]
+    lines = [json.loads(line) for line in (work / "pretrain_wall.jsonl").open()]
+    pieces = [p for p in lines if "wall_time_s" in p]  # each piece's end line after its start
     assert sorted((p["trunk"].split("-")[1], p["from_step"], p["to_step"]) for p in pieces) == [
         ("gau_alpha", 0, 1), ("gau_alpha", 1, 2), ("roformer_v2", 0, 1), ("roformer_v2", 1, 2)]
+    assert len(lines) == 2 * len(pieces)
     corpus = json.loads(next(work.glob("corpus-*/manifest.json")).read_text())
     assert corpus["lines"] == c.corpus_max_lines and corpus["tokens"]["dev"] > 0
     assert [(r["task"], r["arch"], r["seed"], r["steps"]) for r in rows] == [
