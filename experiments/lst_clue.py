@@ -121,7 +121,7 @@ def ladder_cost(c: ml_collections.ConfigDict, workdir: Path) -> str:
     """The pretraining step's cost with the ladder vs without, measured side by side: the trunk
     recipe with and without LADDER, c.cost_steps steps each on the trunk's corpus; median
     steps/s of the logged intervals after the first (compilation)."""
-    speed = {}
+    speed, load = {}, {}
     for ladder in (False, True):
         p = pretrain.get_config("gau_alpha_tiny")
         p.update_from_flattened_dict({**TRUNK, **(LADDER if ladder else {}),
@@ -133,13 +133,16 @@ def ladder_cost(c: ml_collections.ConfigDict, workdir: Path) -> str:
         out = workdir / run_key(f"cost_ladder{int(ladder)}", p.to_dict())
         if not (out / "summary.json").exists():
             train(p, out)
+            write_text_atomic(out / "load.json", json.dumps(os.getloadavg()))  # as it ran
         rates = [r["steps_per_s"] for r in read_jsonl(out / "metrics.jsonl")
                  if r["split"] == "train" and "steps_per_s" in r][1:]
         speed[ladder] = sorted(rates)[len(rates) // 2]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"Its extra cost, measured side by side ({c.cost_steps} steps each, load average "
-            f"{load} after): {speed[False]:.2f} steps/s without the ladder, {speed[True]:.2f} "
-            f"with, {speed[False] / speed[True]:.2f}x the time per step.")
+        load[ladder] = (f"{json.loads((out / 'load.json').read_text())[0]:.1f}"
+                        if (out / "load.json").exists() else "not recorded")
+    return (f"Its extra cost, measured side by side ({c.cost_steps} steps each; 1-minute load "
+            f"average after each: {load[False]} / {load[True]}): {speed[False]:.2f} steps/s "
+            f"without the ladder, {speed[True]:.2f} with, {speed[False] / speed[True]:.2f}x the "
+            "time per step.")
 
 
 def trunk_for(c: ml_collections.ConfigDict, workdir: Path) -> Path:

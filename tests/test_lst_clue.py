@@ -24,6 +24,34 @@ def test_rates_and_variants():
     assert lst_clue.variant("lst")[1] == {"lst.reduction": 8, "lst.min_side_width": 0}
 
 
+def test_ladder_cost_reports_the_load_of_its_own_runs(monkeypatch, tmp_path):
+    """Median steps/s of each timed run after its first log (compilation), their ratio, and
+    the load average recorded as each run finished, not the one when the report is written."""
+    c = lst_clue_config.get_config("full")
+    rates = {False: [0.5, 2.0, 3.0, 2.5], True: [0.4, 1.0, 1.5, 1.2]}  # medians 2.5 and 1.2
+    trained = []
+
+    def train(p, out):
+        out.mkdir(parents=True)
+        ladder = bool(p.get("ladder"))
+        trained.append(ladder)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(
+            {"split": "train", "step": 10 * (i + 1), "steps_per_s": r}) + "\n"
+            for i, r in enumerate(rates[ladder])) + json.dumps({"split": "dev", "step": 40})
+            + "\n")
+        (out / "summary.json").write_text("{}")
+
+    loads = iter([(0.7, 0.5, 0.5), (0.9, 0.6, 0.5)])  # after run 1, after run 2; then 9.0
+    monkeypatch.setattr(lst_clue, "train", train)
+    monkeypatch.setattr(lst_clue.os, "getloadavg", lambda: next(loads, (9.0, 9.0, 9.0)))
+    line = lst_clue.ladder_cost(c, tmp_path)
+    assert trained == [False, True]
+    assert "load average after each: 0.7 / 0.9)" in line
+    assert "2.50 steps/s without the ladder, 1.20 with, 2.08x the time per step" in line
+    assert lst_clue.ladder_cost(c, tmp_path) == line  # read back later: nothing trains
+    assert trained == [False, True]
+
+
 def _stub_training(monkeypatch, accuracy=lambda config: 0.5):
     """finetune_run / majority_rate replaced: records (workdir, lr, reduction, seed) per run."""
     trained = []
