@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def pretrain_trunk(c: ml_collections.ConfigDict, arch: str, corpus: Path,
             trainer.run(stop_at=c.pretrain_stop_at or None)
     finally:
         if trainer.step() > piece["from_step"]:
-            _log_piece(workdir, {**piece, "to_step": trainer.step(),
+            _log_piece(workdir, {**piece, "to_step": trainer.step(), "load": os.getloadavg(),
                                  "wall_time_s": time.time() - piece["started"]})
         trainer.close()
     return out
@@ -158,7 +159,9 @@ def trunk_record(trunk: Path, costs: dict, workdir: Path) -> dict[str, Any]:
     killed = [killed_piece_s(trunk, step, starts[i + 1][1] if i + 1 < len(starts) else math.inf)
               for i, (t0, step) in enumerate(starts) if t0 not in ended]
     killed = [t for t in killed if t > 0]
+    loads = [r["load"][0] for r in pieces if "load" in r]
     return {"finished": (trunk / "summary.json").exists(), "pieces": len(pieces) + len(killed),
+            "loads": (min(loads), max(loads)) if loads else None,
             "killed": len(killed), "curve": [(e["step"], e["step"] * costs["flops_per_step"],
                                               e["accuracy"]) for e in evals],
             "wall_time_s": sum(r["wall_time_s"] for r in pieces) + sum(killed)}
@@ -194,7 +197,8 @@ def finetune_rows(c: ml_collections.ConfigDict, trunks: dict[str, Path],
                         clue_results.finetune_config(o, trunks[arch]), workdir / "runs" / name,
                         c.dev_rows)
                     row = log.append({"run": name, "task": task, "arch": arch, "seed": seed,
-                                      "steps": steps, "lr": lr, "baseline": base, **out})
+                                      "steps": steps, "lr": lr, "baseline": base, **out,
+                                      "load": os.getloadavg()[0]})
                     print(json.dumps(row, ensure_ascii=False), flush=True)
                 rows.append(row)
     return rows
@@ -299,7 +303,9 @@ def report(c: ml_collections.ConfigDict, costs: dict[str, dict], records: dict[s
                       f"{100 * last_quarter_gain(r['curve']):+.2f}",
                       f"{r['wall_time_s'] / 60:.0f} min (pieces: {r['pieces']}"
                       + (f", {r['killed']} killed: their train time from the log" if
-                         r["killed"] else "") + ")"])
+                         r["killed"] else "")
+                      + (", 1-min load at their ends {:.1f}–{:.1f}".format(*r["loads"])
+                         if r["loads"] else "") + ")"])
     md += [markdown_table(["trunk", "shape", "params", "train FLOPs / token", "params ratio",
                            "FLOPs ratio", "steps", "dev MLM acc %", "gain, last quarter",
                            "wall"], table), "", "![MLM dev accuracy vs FLOPs](arch_clue.png)", ""]
@@ -322,10 +328,13 @@ def report(c: ml_collections.ConfigDict, costs: dict[str, dict], records: dict[s
            ("yes", "no", "–")}
     minutes = {a: sum(r.get("wall_time_s", 0) for r in rows if r.get("arch") == a) / 60
                for a in ARCHS}
+    loads = [r["load"] for r in rows if "load" in r]
     md += [f"Same direction as Su's table: {say['yes']}. Opposite: {say['no']}. No direction "
            f"(a tie here, a seed at or below the baseline, or not in Su's table): {say['–']}. "
            "Fine-tuning wall time: "
-           + ", ".join(f"{LABELS[a]} {v:.0f} min" for a, v in minutes.items()) + ".", "",
+           + ", ".join(f"{LABELS[a]} {v:.0f} min" for a, v in minutes.items())
+           + (f" (1-min load after each run {min(loads):.1f}–{max(loads):.1f})" if loads
+              else "") + ".", "",
            "Data: the snapshot's (AFQMC: DataCLUE's 10k; IFLYTEK, CSL, CLUEWSC2020, ChID: "
            "FewCLUE's; CMRC2018: the trial set). Su's: base models, CLUE's full dev sets.", ""]
     return "\n".join(md + cli.reading_notes(out, "arch_clue")) + "\n"

@@ -128,12 +128,13 @@ def test_wall_time_counts_a_killed_piece_from_its_train_log(tmp_path):
     a, b, c, d = ({"trunk": trunk.name, "from_step": f, "started": t}
                   for f, t in ((0, 1.0), (1000, 2.0), (2000, 3.0), (3000, 4.0)))
     _jsonl(tmp_path / "pretrain_wall.jsonl", [
-        a, {**a, "to_step": 1000, "wall_time_s": 100.0}, b, c,
-        {**c, "to_step": 3000, "wall_time_s": 200.0}, d,   # d: killed before any log
+        a, {**a, "to_step": 1000, "wall_time_s": 100.0, "load": [2.5, 2, 2]}, b, c,
+        {**c, "to_step": 3000, "wall_time_s": 200.0, "load": [1.1, 1, 1]}, d,  # d: killed
+        #                                                                       before any log
         {"trunk": "trunk-roformer_v2-y", "from_step": 0, "to_step": 9, "wall_time_s": 7.0}])
     r = arch_clue.trunk_record(trunk, {"flops_per_step": 10.0}, tmp_path)
     assert r["wall_time_s"] == pytest.approx(100 + (2000 - 1000) / 4.0 + 200)
-    assert (r["pieces"], r["killed"], r["finished"]) == (3, 1, False)
+    assert (r["pieces"], r["killed"], r["finished"], r["loads"]) == (3, 1, False, (1.1, 2.5))
     assert r["curve"] == [(1000, 10000.0, 0.2), (3000, 30000.0, 0.3)]
 
 
