@@ -381,10 +381,14 @@ def report(rows: list[dict], sweep: dict[str, list[dict]], chosen: dict[str, flo
         table.append([task, f"{100 * g['majority']:.1f}", name, f"{g['lr']:g}",
                       f"{100 * g['mean']:.2f} ± {100 * g['sd']:.2f}" if len(g["values"]) > 1
                       else f"{100 * g['mean']:.2f} (1 seed)",
-                      " / ".join(f"{100 * v:.2f}" for v in g["values"]), rel,
+                      " / ".join(f"{100 * v:.2f}" + ("*" if v <= g["majority"] else "")
+                                 for v in g["values"]), rel,
                       f"{g['trainable_pct']:.1f} %", f"{g['wall']:.0f}"])
     md += [markdown_table(["task", "majority %", "variant", "lr", "dev acc % (mean ± sd)",
                            "per seed", "vs full", "trainable", "wall s / run"], table)]
+    if any(v <= g["majority"] for g in s.values() for v in g["values"]):
+        md += ["", "\\* at or below the majority class: the run learned nothing or diverged "
+               "(its train loss is in runs.jsonl)."]
     return "\n".join(md) + "\n"
 
 

@@ -86,6 +86,7 @@ def test_sweep_picks_the_best_rate_and_fixes_it(monkeypatch, tmp_path):
     assert all(r["dev_accuracy"] == 0.9 for r in rows)
     text = (tmp_path / "lst_clue.md").read_text()
     assert "| afqmc | 60.0 | lst | 0.1 | 90.00 ± 0.00 | 90.00 / 90.00 | 1.00 |" in text
+    assert "majority class" not in text  # every reported run above it: no marks
     assert lst_clue.run(c, tmp_path / "w") == rows and len(trained) == 11  # all read back
     c.update(train=False, seeds=(0, 1, 2))  # report only: seed 2 is neither trained nor listed
     assert lst_clue.run(c, tmp_path / "w") == rows and len(trained) == 11
@@ -98,6 +99,8 @@ def test_rerun_skips_same_settings_and_trains_new_ones(monkeypatch, tmp_path):
     c.learning_rates.full = (1e-2,)
     first = lst_clue.run(c, tmp_path / "w")
     assert len(trained) == 1 and trained[0][1] == 1e-2
+    text = (tmp_path / "w" / "lst_clue.md").read_text()  # 50 % against a 60 % majority
+    assert "| 50.00 (1 seed) | 50.00* |" in text and "\\* at or below the majority" in text
     assert lst_clue.run(c, tmp_path / "w") == first and len(trained) == 1  # skipped
     c.learning_rates.full = (2e-2,)
     second = lst_clue.run(c, tmp_path / "w")
