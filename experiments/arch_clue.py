@@ -15,8 +15,8 @@ CLUE task fine-tuned from each trunk (configs/arch_clue.py: the pair, the recipe
 3. Per task, trunk and seed, clue_results' run (configs/finetune.py, method full, the task's
    `recipes` entry) scored by `experiments.evaluate` on the first dev_rows dev rows, beside the
    task's baseline; a finished run is a line of WORKDIR/runs.jsonl (a rerun skips it).
-Results: results_dir (default WORKDIR)/arch_clue.md and .png (dev MLM accuracy against
-cumulative train FLOPs = step x FLOPs a step).
+Results (arch_clue_report.py): results_dir (default WORKDIR)/arch_clue.md and .png (dev MLM
+accuracy against cumulative train FLOPs = step x FLOPs a step).
 
 GAU: Hua et al. 2022, "Transformer Quality in Linear Time" (arXiv:2202.10447). GAU-α and its
 CLUE table: Su, kexue.fm/archives/9052 (github.com/ZhuiyiTechnology/GAU-alpha); RoFormerV2:
@@ -35,8 +35,9 @@ from typing import Any
 import ml_collections
 
 from configs import pretrain
-from configs.arch_clue import ARCHS, LABELS, trunk_pair
+from configs.arch_clue import ARCHS, trunk_pair
 from experiments import cli, clue_results, lst_clue
+from experiments.arch_clue_report import plot, report
 from gau_jax.data import corpus_prepare
 from gau_jax.data.corpus_format import is_prepared
 from gau_jax.data.prepare_corpus import build_vocab, prepare
@@ -48,9 +49,7 @@ from gau_jax.tasks import submission
 from gau_jax.tasks.evaluation import baseline
 from gau_jax.train.loop import Trainer
 from gau_jax.train.metrics import read_jsonl
-from gau_jax.train.runlog import RunLog, markdown_table, mean_spread, results_header, run_key
-
-SU_TASK = {"chid_fewclue": "chid"}  # our task → the row of Su's table it is set against
+from gau_jax.train.runlog import RunLog, run_key
 
 
 def pair_costs(c: ml_collections.ConfigDict, vocab_size: int | None = None) -> dict[str, dict]:
@@ -226,118 +225,6 @@ def run(c: ml_collections.ConfigDict, workdir: str | Path) -> list[dict]:
     (out / "arch_clue.md").write_text(text, encoding="utf-8")
     print(text)
     return rows
-
-
-def last_quarter_gain(curve: list[tuple[int, float, float]]) -> float:
-    """Dev MLM accuracy gained over the last quarter of the steps (NaN: too few evaluations)."""
-    before = [acc for step, _, acc in curve if step <= 0.75 * curve[-1][0]] if curve else []
-    return curve[-1][2] - before[-1] if before and len(curve) > 1 else math.nan
-
-
-def plot(records: dict[str, dict], costs: dict[str, dict], path: Path) -> None:
-    """Dev MLM accuracy against cumulative train FLOPs, both trunks on one axes."""
-    fig, axes = cli.figure(1, 1, figsize=(7.5, 4.5))
-    ax = axes[0][0]
-    for arch, r in records.items():
-        k = costs[arch]
-        ax.plot([f / 1e15 for _, f, _ in r["curve"]], [100 * a for _, _, a in r["curve"]],
-                marker="o", ms=3, label=f"{LABELS[arch]}: {k['params'] / 1e6:.2f}M params, "
-                f"{k['flops_per_token'] / 1e6:.2f} MFLOP/token")
-    ax.set(xlabel="cumulative train matmul FLOPs (PFLOP; gau_jax/models/costs.py)",
-           ylabel="MLM dev accuracy (%)", title="GAU-α vs RoFormerV2 at equal compute")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _ahead(gau: float, rof: float, spread: float = 0.0) -> str:
-    return "tie" if abs(gau - rof) <= spread else LABELS["gau_alpha" if gau > rof else
-                                                          "roformer_v2"]
-
-
-def task_line(task: str, runs: list[dict], recipe: ml_collections.ConfigDict) -> list[Any]:
-    """One task's row: scores of both trunks, baseline, who is ahead here and in Su's table;
-    a direction is compared with Su's only when every seed of both trunks beats the baseline."""
-    metric, base = runs[0]["result"]["metric"], runs[0]["baseline"]
-    by = {a: [r["result"][metric] for r in runs if r["arch"] == a] for a in ARCHS}
-    (mg, sg), (mr, sr) = (mean_spread(by[a]) for a in ARCHS)
-    ours = _ahead(mg, mr, max(sg, sr))  # within one seed sd: no direction
-    su_g = clue_results.GAU_ALPHA_BASE.get(SU_TASK.get(task, task))
-    su_r = clue_results.ROFORMER_V2_STAR_BASE.get(SU_TASK.get(task, task))
-    su = _ahead(su_g, su_r) if su_g and su_r else "–"
-    above = [min(by[a]) > base for a in ARCHS]
-    return [task, metric, f"{recipe.max_length} / {recipe.batch_size} / {recipe.steps}",
-            f"{base:.1f}", *(f"{m:.1f} ± {s:.1f}" for m, s in ((mg, sg), (mr, sr))),
-            *(" / ".join(f"{v:.1f}" for v in by[a]) for a in ARCHS),
-            " / ".join("yes" if a else "no" for a in above), f"{mg - mr:+.1f}",
-            ours, f"{su_g} / {su_r} ({su})" if su_r else "–",
-            "–" if su == "–" or ours == "tie" or not all(above) else
-            ("yes" if ours == su else "no")]
-
-
-def report(c: ml_collections.ConfigDict, costs: dict[str, dict], records: dict[str, dict],
-           manifest: dict, rows: list[dict], out: Path) -> str:
-    """arch_clue.md: the pair, the pretraining, the CLUE table beside Su's direction."""
-    md = results_header("GAU-α vs RoFormerV2 at equal compute on CLUE "
-                        "(generated by experiments/arch_clue.py)", c.command)
-    p, pair, tokens = c.pretrain, trunk_pair(c, manifest["vocab"]["size"]), manifest["tokens"]
-    md += ["Corpus: People's Daily 1998 + the train texts of "
-           f"{', '.join(cli.names(c.corpus_tasks))}; {manifest['documents']} documents, "
-           f"{manifest['duplicates']} duplicates dropped, {tokens['train']} train / "
-           f"{tokens['dev']} held-out dev tokens, {manifest['vocab']['size']} characters. MLM "
-           f"(both trunks): {p.total_steps} steps x {p.batch_size} x {p.max_length} tokens, "
-           f"{p.max_predictions} predictions a row, {p.mask_unit} masking, LAMB at "
-           f"{p.learning_rate:g}, same seed and data order. FLOPs: gau_jax/models/costs.py at "
-           "that batch and length. Wall: this machine, summed over the run's pieces.", ""]
-    table = []
-    for arch in ARCHS:
-        m, k, r = pair[arch], costs[arch], records[arch]
-        step, _, acc = r["curve"][-1] if r["curve"] else (0, 0.0, math.nan)
-        shape = (f"{m.num_layers} x GAU, d {m.hidden_size}, e {m.intermediate_size}, s "
-                 f"{m.key_size}" if m.block == "gau" else f"{m.num_layers} x (MHA {m.num_heads}"
-                 f" x {m.key_size} + FFN {m.intermediate_size}), d {m.hidden_size}")
-        table.append([LABELS[arch], f"{shape}, {m.attention_norm}", f"{k['params']:,}",
-                      f"{k['flops_per_token'] / 1e6:.3f} M", f"{k['params_ratio']:.4f}",
-                      f"{k['flops_ratio']:.4f}", step, f"{100 * acc:.2f}",
-                      f"{100 * last_quarter_gain(r['curve']):+.2f}",
-                      f"{r['wall_time_s'] / 60:.0f} min (pieces: {r['pieces']}"
-                      + (f", {r['killed']} killed: their train time from the log" if
-                         r["killed"] else "")
-                      + (", 1-min load at their ends {:.1f}–{:.1f}".format(*r["loads"])
-                         if r["loads"] else "") + ")"])
-    md += [markdown_table(["trunk", "shape", "params", "train FLOPs / token", "params ratio",
-                           "FLOPs ratio", "steps", "dev MLM acc %", "gain, last quarter",
-                           "wall"], table), "", "![MLM dev accuracy vs FLOPs](arch_clue.png)", ""]
-    if not rows:
-        return "\n".join(md + [f"No fine-tuning yet: pretrain_stop_at={c.pretrain_stop_at} "
-                               "pretrains only; rerun without it.", ""]) + "\n"
-    md += [f"Fine-tuning: full, seeds {', '.join(cli.names(c.seeds))} (mean ± sample sd), one "
-           "recipe (max_length / batch / steps: Su's scaled, configs/arch_clue.py) for both. "
-           f"Score of the final params on the first {c.dev_rows or 'all'} dev rows by "
-           "`experiments.evaluate`, baseline on the same rows; tie: within one seed sd.", ""]
-    missing = {r["task"] for r in rows if "missing" in r}
-    lines = [task_line(t, [r for r in rows if r["task"] == t], c.recipes[t])
-             if t not in missing else [t, "–", "–", "not run: no data", *["–"] * 8, "not run"]
-             for t in cli.names(c.tasks)]
-    md += [markdown_table(["task", "metric", "recipe", "baseline", "GAU-α", "RoFormerV2",
-                           "GAU-α seeds", "RoFormerV2 seeds", "every seed > baseline",
-                           "Δ", "ahead here", "Su base: GAU-α / RoFormerV2*", "agrees"], lines),
-           ""]
-    say = {k: ", ".join(line[0] for line in lines if line[-1] == k) or "none" for k in
-           ("yes", "no", "–")}
-    minutes = {a: sum(r.get("wall_time_s", 0) for r in rows if r.get("arch") == a) / 60
-               for a in ARCHS}
-    loads = [r["load"] for r in rows if "load" in r]
-    md += [f"Same direction as Su's table: {say['yes']}. Opposite: {say['no']}. No direction "
-           f"(a tie here, a seed at or below the baseline, or not in Su's table): {say['–']}. "
-           "Fine-tuning wall time: "
-           + ", ".join(f"{LABELS[a]} {v:.0f} min" for a, v in minutes.items())
-           + (f" (1-min load after each run {min(loads):.1f}–{max(loads):.1f})" if loads
-              else "") + ".", "",
-           "Data: the snapshot's (AFQMC: DataCLUE's 10k; IFLYTEK, CSL, CLUEWSC2020, ChID: "
-           "FewCLUE's; CMRC2018: the trial set). Su's: base models, CLUE's full dev sets.", ""]
-    return "\n".join(md + cli.reading_notes(out, "arch_clue")) + "\n"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import pytest
 
 from configs import arch_clue as config_lib
 from experiments import arch_clue, clue_results
+from experiments.arch_clue_report import last_quarter_gain, task_line
 from gau_jax.models import build_encoder
 from gau_jax.models.presets import get_model_config
 
@@ -90,21 +91,21 @@ def _runs(task, gau, rof, base=50.0):
 def test_task_line_directions():
     recipe = config_lib.get_config("full").recipes.tnews
     # Su: tnews 57.76 (GAU-α) vs 56.54 (RoFormerV2*); afqmc 74.17 vs 72.75; cluener 80.01 vs 81.08
-    line = arch_clue.task_line("tnews", _runs("tnews", [60, 61, 62], [55, 56, 57]), recipe)
+    line = task_line("tnews", _runs("tnews", [60, 61, 62], [55, 56, 57]), recipe)
     assert line[3:6] == ["50.0", "61.0 ± 1.0", "56.0 ± 1.0"]
     assert line[8:] == ["yes / yes", "+5.0", "GAU-α", "57.76 / 56.54 (GAU-α)", "yes"]
-    line = arch_clue.task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 57]), recipe)
+    line = task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 57]), recipe)
     assert line[8:] == ["yes / yes", "+5.0", "GAU-α", "80.01 / 81.08 (RoFormerV2)", "no"]
     # a RoFormerV2 seed at the baseline (50): the direction is not compared
-    line = arch_clue.task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 50]), recipe)
+    line = task_line("cluener", _runs("cluener", [60, 61, 62], [55, 56, 50]), recipe)
     assert line[8:] == ["yes / no", "+7.3", "GAU-α", "80.01 / 81.08 (RoFormerV2)", "–"]
-    line = arch_clue.task_line("afqmc", _runs("afqmc", [60, 62], [60, 60]), recipe)
+    line = task_line("afqmc", _runs("afqmc", [60, 62], [60, 60]), recipe)
     assert line[-3:] == ["tie", "74.17 / 72.75 (GAU-α)", "–"]  # 1.0 apart, sd 1.4: no direction
-    line = arch_clue.task_line("chid_fewclue", _runs("chid_fewclue", [20], [15]), recipe)
+    line = task_line("chid_fewclue", _runs("chid_fewclue", [20], [15]), recipe)
     assert line[-2] == "87.91 / 85.09 (GAU-α)"  # set against CLUE's ChID
     curve = [(s, 0.0, a) for s, a in ((1, 0.1), (2, 0.2), (3, 0.3), (4, 0.32))]
-    assert arch_clue.last_quarter_gain(curve) == pytest.approx(0.02)
-    assert math.isnan(arch_clue.last_quarter_gain(curve[:1]))
+    assert last_quarter_gain(curve) == pytest.approx(0.02)
+    assert math.isnan(last_quarter_gain(curve[:1]))
 
 
 def _jsonl(path, rows):
