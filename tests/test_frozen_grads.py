@@ -174,19 +174,11 @@ def test_bitfit_starts_from_a_pretrained_trunk_with_biases(tmp_path):
     """init_from a trunk pretrained with model.use_bias=True: BitFit loads it and trains only
     biases and the classifier (full / lst / lora / adapter from init_from:
     tests/test_pretrained_load.py)."""
-    import json
-
     from gau_jax.train.loop import Trainer
     from tests.test_pretrained_load import TEXTS, _finetune_config, _numpy, _train
-    from tests.train_helpers import tiny_pretrain_config
+    from tests.train_helpers import tiny_pretrain_config, write_corpus_and_task
 
-    corpus, task = tmp_path / "corpus.txt", tmp_path / "task"
-    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in TEXTS), encoding="utf-8")
-    task.mkdir()
-    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
-    for split in ("train", "dev"):
-        (task / f"{split}.json").write_text(
-            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    corpus, task = write_corpus_and_task(tmp_path, TEXTS)
     pt = tiny_pretrain_config(data_dir=str(corpus), dev_fraction=0.2, eval_batches=1,
                               batch_size=8, pad_multiple=16, data_threads=1, total_steps=2,
                               checkpoint_every_steps=2, eval_every_steps=2)
@@ -217,17 +209,11 @@ def test_bitfit_starts_from_a_pretrained_trunk_with_biases(tmp_path):
 @pytest.mark.parametrize("method", ["lora", "lst"])
 def test_partitioned_step_resumes_bitwise(tmp_path, method):
     """Stopped after step 2 and resumed = uninterrupted (LST: bfloat16 trunk in the state)."""
-    import json
-
     from gau_jax.train.loop import Trainer
     from tests.test_pretrained_load import TEXTS, _finetune_config, _numpy
+    from tests.train_helpers import write_task
 
-    task = tmp_path / "task"
-    task.mkdir()
-    rows = [{"sentence": t, "label": int("好" in t)} for t in TEXTS]
-    for split in ("train", "dev"):
-        (task / f"{split}.json").write_text(
-            "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    task = write_task(tmp_path, TEXTS)
 
     def config():
         c = _finetune_config(method, task)

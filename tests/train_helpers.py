@@ -61,15 +61,20 @@ def synthetic_inputs(config) -> RunSetup:
                   model_config=config.model)
 
 
-def write_corpus_and_task(root: Path, texts: list[str]) -> tuple[Path, Path]:
-    """(root/corpus.txt: 30 numbered copies of `texts`, root/task/{train,dev}.json: the texts
-    labelled by whether they hold 好, a jsonl task folder)."""
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in texts), encoding="utf-8")
+def write_task(root: Path, texts: list[str]) -> Path:
+    """root/task/{train,dev}.json: the texts labelled by whether they hold 好 (a jsonl task
+    folder)."""
     task = root / "task"
     task.mkdir()
     rows = [{"sentence": t, "label": int("好" in t)} for t in texts]
     for split in ("train", "dev"):
         (task / f"{split}.json").write_text(
             "\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    return corpus, task
+    return task
+
+
+def write_corpus_and_task(root: Path, texts: list[str]) -> tuple[Path, Path]:
+    """(root/corpus.txt: 30 numbered copies of `texts`, write_task's folder)."""
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(t + str(i) for i in range(30) for t in texts), encoding="utf-8")
+    return corpus, write_task(root, texts)
